@@ -1,0 +1,1 @@
+"""gensynth: generative models for medical image computing in JAX/Flax."""
