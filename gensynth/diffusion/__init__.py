@@ -13,7 +13,13 @@ from gensynth.diffusion.analytic import gaussian_eps_fn, gaussian_score_fn
 from gensynth.diffusion.ddim import ddim_invert, ddim_sample, ddim_step
 from gensynth.diffusion.ddpm import ddpm_sample, ddpm_step
 from gensynth.diffusion.forward import q_sample, ve_perturb
-from gensynth.diffusion.guidance import cfg_combine, drop_labels, make_cfg_model_fn
+from gensynth.diffusion.guidance import (
+    cfg_combine,
+    classifier_guided_mean,
+    drop_labels,
+    make_cfg_model_fn,
+    make_classifier_guided_eps_fn,
+)
 from gensynth.diffusion.likelihood import discretized_gaussian_log_likelihood, normal_kl
 from gensynth.diffusion.losses import diffusion_loss, dsm_loss_ve
 from gensynth.diffusion.parameterization import (
@@ -49,6 +55,7 @@ __all__ = [
     "VPSchedule",
     "broadcast_coef",
     "cfg_combine",
+    "classifier_guided_mean",
     "cosine_betas",
     "ddim_invert",
     "ddim_sample",
@@ -66,6 +73,7 @@ __all__ = [
     "langevin_step",
     "linear_betas",
     "make_cfg_model_fn",
+    "make_classifier_guided_eps_fn",
     "model_output_to_eps_x0",
     "normal_kl",
     "pc_sample",

@@ -12,22 +12,19 @@ References:
 """
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion.ddpm import _check_shape
+from gensynth.diffusion.chain import ModelFn, reverse_chain, sample_shape
 from gensynth.diffusion.parameterization import (
     PREDICTIONS,
     broadcast_coef,
     model_output_to_eps_x0,
-    vp_s_sigma,
-    x0_to_eps,
 )
 from gensynth.diffusion.schedules import VPSchedule, respace, spaced_timesteps
 
-ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
 ETA_MODES = ("ddim", "dds")
 
 
@@ -139,7 +136,7 @@ def ddim_sample(
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     if eta_mode not in ETA_MODES:
         raise ValueError(f"eta_mode must be one of {ETA_MODES}, got {eta_mode!r}")
-    shape = _check_shape(shape, x_T)
+    shape = sample_shape(shape, x_T)
     tau = _chosen_steps(schedule.num_timesteps, num_steps, timesteps)
     return _ddim_sample(key, x_T, schedule, eta, model_fn, shape, tau, eta_mode, prediction, clip_x0)
 
@@ -147,22 +144,12 @@ def ddim_sample(
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
 def _ddim_sample(key, x_T, schedule, eta, model_fn, shape, tau, eta_mode, prediction, clip_x0):
     schedule = respace(schedule, tau)
-    init_key, step_key = jax.random.split(key)
-    x = jax.random.normal(init_key, shape) if x_T is None else x_T
-    K = schedule.num_timesteps
 
-    def body(i, x):
-        t = jnp.full((shape[0],), K - 1 - i, jnp.int32)
-        out = model_fn(x, schedule.timesteps[t]).astype(x.dtype)
-        eps, x0, _ = model_output_to_eps_x0(out, x, t, schedule, prediction)
-        if clip_x0:
-            x0 = jnp.clip(x0, -1.0, 1.0)
-            eps = x0_to_eps(x0, x, *vp_s_sigma(schedule.alpha_bar[t]))
-        key_i = jax.random.fold_in(step_key, i)
+    def update_fn(key_i, x, t, eps, x0, r):
         a, a_prev = schedule.alpha_bar[t], schedule.alpha_bar_prev[t]
         return ddim_step(key_i, x0, eps, a, a_prev, eta=eta, eta_mode=eta_mode)
 
-    return jax.lax.fori_loop(0, K, body, x)
+    return reverse_chain(key, x_T, shape, schedule, model_fn, prediction, clip_x0, update_fn)
 
 
 def ddim_invert(
@@ -227,12 +214,10 @@ def _ddim_invert(x0, schedule, model_fn, tau, prediction):
 
 
 def _chosen_steps(T: int, num_steps: int | None, timesteps: Sequence[int] | None) -> tuple[int, ...]:
-    """The static step subset (sorted tuple) from either ``num_steps`` or ``timesteps``."""
+    """The static (hashable) step subset from either ``num_steps`` or ``timesteps``; ``respace``
+    checks that the steps are distinct and in range."""
     if num_steps is not None and timesteps is not None:
         raise ValueError("give num_steps or timesteps, not both")
     if timesteps is None:
         return tuple(spaced_timesteps(T, T if num_steps is None else num_steps).tolist())
-    steps = sorted(int(s) for s in timesteps)
-    if not steps or len(set(steps)) != len(steps) or steps[0] < 0 or steps[-1] >= T:
-        raise ValueError(f"timesteps must be distinct integers in [0, {T}), got {list(timesteps)}")
-    return tuple(steps)
+    return tuple(sorted(int(s) for s in timesteps))

@@ -17,16 +17,15 @@ call the sampler inside your own jitted function of the parameters (the nested j
 """
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion.parameterization import PREDICTIONS, broadcast_coef, model_output_to_eps_x0
+from gensynth.diffusion.chain import ModelFn, reverse_chain, sample_shape
+from gensynth.diffusion.parameterization import PREDICTIONS, broadcast_coef
 from gensynth.diffusion.posterior import VARIANCES, q_posterior_mean_variance, reverse_log_variance
 from gensynth.diffusion.schedules import VPSchedule, respace, spaced_timesteps
-
-ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def ddpm_step(
@@ -109,7 +108,7 @@ def ddpm_sample(
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-    shape = _check_shape(shape, x_T)
+    shape = sample_shape(shape, x_T)
     T = schedule.num_timesteps
     tau = None if num_steps is None else tuple(spaced_timesteps(T, num_steps).tolist())
     return _ddpm_sample(key, x_T, schedule, model_fn, shape, tau, prediction, variance, clip_x0)
@@ -119,31 +118,8 @@ def ddpm_sample(
 def _ddpm_sample(key, x_T, schedule, model_fn, shape, tau, prediction, variance, clip_x0):
     if tau is not None:
         schedule = respace(schedule, tau)
-    init_key, step_key = jax.random.split(key)
-    x = jax.random.normal(init_key, shape) if x_T is None else x_T
-    K = schedule.num_timesteps
 
-    def body(i, x):
-        t = jnp.full((shape[0],), K - 1 - i, jnp.int32)
-        out = model_fn(x, schedule.timesteps[t]).astype(x.dtype)
-        _, x0, r = model_output_to_eps_x0(out, x, t, schedule, prediction)
-        if clip_x0:
-            x0 = jnp.clip(x0, -1.0, 1.0)
-        log_variance = reverse_log_variance(t, schedule, variance, r)
-        return ddpm_step(jax.random.fold_in(step_key, i), x, x0, t, schedule, log_variance)
+    def update_fn(key_i, x, t, eps, x0, r):
+        return ddpm_step(key_i, x, x0, t, schedule, reverse_log_variance(t, schedule, variance, r))
 
-    return jax.lax.fori_loop(0, K, body, x)
-
-
-def _check_shape(shape: Sequence[int] | None, x_T: jax.Array | None) -> tuple[int, ...]:
-    """The static sample shape, from ``shape`` or ``x_T`` (which must agree when both are given)."""
-    if x_T is None:
-        if shape is None:
-            raise ValueError("give the sample shape (B, ..., C) or a starting latent x_T")
-        shape = tuple(int(d) for d in shape)
-        if len(shape) < 2 or min(shape) < 1:
-            raise ValueError(f"shape must be (B, ..., C) with positive sizes, got {shape}")
-        return shape
-    if shape is not None and tuple(shape) != tuple(x_T.shape):
-        raise ValueError(f"shape {tuple(shape)} does not match x_T.shape {tuple(x_T.shape)}")
-    return tuple(x_T.shape)
+    return reverse_chain(key, x_T, shape, schedule, model_fn, prediction, clip_x0, update_fn)

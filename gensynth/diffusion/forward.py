@@ -27,8 +27,8 @@ def q_sample(
       ``(x_t, eps)``, both shaped like ``x0``.
 
     >>> from gensynth.diffusion import linear_betas, vp_schedule
-    >>> s = vp_schedule(linear_betas(10))
-    >>> q_sample(jax.random.key(0), jnp.zeros((2, 4, 4, 1)), jnp.array([0, 9]), s)[0].shape
+    >>> s = vp_schedule(linear_betas(100))
+    >>> q_sample(jax.random.key(0), jnp.zeros((2, 4, 4, 1)), jnp.array([0, 99]), s)[0].shape
     (2, 4, 4, 1)
 
     References:

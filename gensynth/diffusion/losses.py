@@ -126,7 +126,8 @@ def dsm_loss_ve(
     """Denoising score matching for a VE score model, ``lambda(sigma) = sigma^2`` weighting.
 
     .. math::
-      L = \\mathbb E_{t, x_0, z}\\Big[\\sum_{pixels} \\big(\\sigma_t\\, s_\\theta(x_0 + \\sigma_t z, t) + z\\big)^2\\Big],
+      L = \\mathbb E_{t, x_0, z}\\Big[\\sum_{pixels}
+          \\big(\\sigma_t\\, s_\\theta(x_0 + \\sigma_t z, t) + z\\big)^2\\Big],
       \\quad t \\sim U(t_{eps}, 1)
 
     (the target ``grad log p(x_t|x_0) = -z/sigma_t`` of Eq. 7.12, times ``sigma_t``).

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion.ddpm import _check_shape
+from gensynth.diffusion.chain import sample_shape
 from gensynth.diffusion.parameterization import broadcast_coef
 from gensynth.diffusion.sde import VESDE, VPSDE
 
@@ -152,7 +152,7 @@ def pc_sample(
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if n_corrector < 0:
         raise ValueError(f"n_corrector must be >= 0, got {n_corrector}")
-    shape = _check_shape(shape, x_T)
+    shape = sample_shape(shape, x_T)
     return _pc_sample(
         key, x_T, sde, snr, t_eps, score_fn, shape, num_steps, n_corrector, corrector_first, denoise
     )

@@ -12,7 +12,6 @@ and, after sampling: samples.png, samples.nii.gz; after the demo: loss.png, metr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import time

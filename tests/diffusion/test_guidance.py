@@ -1,10 +1,18 @@
-"""Tests for gensynth.diffusion.guidance (spec ch. 2, Sect. 6 items 9 and 11)."""
+"""Tests for gensynth.diffusion.guidance (spec ch. 2, Sect. 6 items 9-11)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gensynth.diffusion import cfg_combine, drop_labels, make_cfg_model_fn
+from gensynth.diffusion import (
+    cfg_combine,
+    classifier_guided_mean,
+    drop_labels,
+    linear_betas,
+    make_cfg_model_fn,
+    make_classifier_guided_eps_fn,
+    vp_schedule,
+)
 
 
 def test_cfg_combine_conventions():
@@ -27,7 +35,7 @@ def test_make_cfg_model_fn_batches_and_keeps_conditional_variance():
 
     x = jax.random.normal(jax.random.key(1), (3, 4, 4, 1))
     y = jnp.array([1, 2, 3])
-    guided = jax.jit(make_cfg_model_fn(model_fn, y, jnp.full((3,), 7), 2.0))(x, jnp.zeros(3, jnp.int32))
+    guided = jax.jit(make_cfg_model_fn(model_fn, y, 7, 2.0))(x, jnp.zeros(3, jnp.int32))
     assert calls == [6]  # one network call on the doubled batch
     eps_c, eps_u = x + y[:, None, None, None], x + 7.0
     np.testing.assert_allclose(guided[..., :1], eps_c + (eps_c - eps_u), rtol=1e-6)
@@ -46,3 +54,20 @@ def test_drop_labels_rate_and_null():
     per_example = out.reshape(4000, -1)
     assert jnp.all(jnp.all(per_example == 0, 1) | jnp.all(per_example == 1, 1))
     assert abs(float(jnp.mean(per_example[:, 0] == 0)) - p) < 0.03
+
+
+def test_classifier_guidance_with_linear_log_classifier():
+    # Item 10: for log p(y | x) = a^T x the guided mean shifts by exactly g Sigma a; the eps form
+    # shifts the noise prediction by -sqrt(1 - alpha_bar) g a.
+    a = jnp.array([0.5, -2.0, 1.0])
+    mean = jax.random.normal(jax.random.key(4), (2, 3))
+    log_var = jnp.log(jnp.array([0.01, 0.2]))
+    grad = jax.grad(lambda x: jnp.sum(x @ a))(mean)
+    shifted = classifier_guided_mean(mean, log_var, grad, 3.0)
+    np.testing.assert_allclose(shifted - mean, 3.0 * jnp.exp(log_var)[:, None] * a, rtol=1e-6)
+    s = vp_schedule(linear_betas(1000))
+    eps_fn = lambda x, t: 0.1 * x  # noqa: E731
+    guided = make_classifier_guided_eps_fn(eps_fn, lambda x, t: x @ a, s, 2.0)
+    t = jnp.array([10, 900])
+    expected = 0.1 * mean - jnp.sqrt(1 - s.alpha_bar[t])[:, None] * 2.0 * a
+    np.testing.assert_allclose(jax.jit(guided)(mean, t), expected, rtol=1e-5)

@@ -34,7 +34,8 @@ def test_posterior_by_regression(t):
     residual_var = np.var(np.asarray(x_prev, np.float64) - design @ coef)
     np.testing.assert_allclose(residual_var, s.posterior_variance[t], rtol=2e-2)
     mean, var, _ = q_posterior_mean_variance(x0[:4, None], jnp.asarray(x_t[:4, None]), jnp.full((4,), t), s)
-    np.testing.assert_allclose(mean[:, 0], design[:4] @ np.asarray([s.posterior_mean_coef1[t], s.posterior_mean_coef2[t]]), rtol=1e-5, atol=1e-6)
+    coefs = np.asarray([s.posterior_mean_coef1[t], s.posterior_mean_coef2[t]])
+    np.testing.assert_allclose(mean[:, 0], design[:4] @ coefs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(var, s.posterior_variance[t])
 
 

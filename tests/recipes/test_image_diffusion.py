@@ -5,7 +5,6 @@ import json
 import jax
 import nibabel as nib
 import numpy as np
-import pytest
 from PIL import Image
 
 from gensynth import cli
