@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--run-dir", required=True, help="a run folder written by `gensynth train` or `demo`")
     sample.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
-    sample.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    sample.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 ancestral (default: 0)")
+    sample.add_argument("--steps", type=int, help="DDIM steps (default: the run's sample.num_steps)")
+    sample.add_argument("--eta", type=float, help="DDIM eta: 0 deterministic, 1 ancestral (default: the run's sample.eta)")
     sample.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     sample.add_argument("--out", help="output folder (default: a new samples-* folder in the run)")
     return parser

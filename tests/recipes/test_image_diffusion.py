@@ -98,3 +98,14 @@ def test_samples_to_volume_inverts_the_display_cut():
     volume = np.random.default_rng(0).normal(size=(5, 6, 3, 1)).astype(np.float32)  # [X, Y, Z, C]
     slices = display_slices(volume, 2)  # [Z, rows, cols, C]
     np.testing.assert_array_equal(recipe.samples_to_volume(slices), volume)
+
+
+def test_gpu_preset_fused_bf16_steps_run_and_keep_f32_params(tmp_path):
+    run = tmp_path / "run"
+    fused = ["train.num_steps=4", "train.fuse_steps=2", "train.log_every=2", "train.checkpoint_every=2"]
+    assert cli.main(["train", "--preset", "gpu", "--run-dir", str(run), *TINY, *fused]) == 0
+    cfg, _, state = recipe.restore_run(run)
+    assert cfg.train.compute_dtype == "bfloat16" and int(state.step) == 4
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {np.dtype("float32")}
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4] and all(np.isfinite(line["loss"]) for line in lines)
