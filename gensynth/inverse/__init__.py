@@ -67,6 +67,7 @@ from gensynth.inverse.masks import (
 from gensynth.inverse.mbir import diffusion_mbir
 from gensynth.inverse.mcg import mcg
 from gensynth.inverse.mri import MultiCoilMRI, SingleCoilMRI, rss
+from gensynth.inverse.real import RealImage
 from gensynth.inverse.noise import add_gaussian_noise, poisson_counts
 from gensynth.inverse.restoration import (
     AvgPoolSR,

@@ -28,7 +28,13 @@ import numpy as np
 from gensynth.diffusion import VPSchedule, respace
 from gensynth.inverse.dds import dc_ddim_chain
 from gensynth.inverse.layout import ImageLayout
-from gensynth.inverse.solver_base import ModelFn, batch_project, resolve_layout, solver_info
+from gensynth.inverse.solver_base import (
+    ModelFn,
+    batch_project,
+    resolve_layout,
+    solver_info,
+    split_prior,
+)
 
 
 def ccdf(
@@ -116,10 +122,10 @@ def _ccdf(
     trajectory,
 ):
     sched = respace(schedule, tau)
-    init_key, step_key = jax.random.split(key)
     x0 = layout.to_net(x_init)
+    z, step_key = split_prior(key, x0)
     a = sched.alpha_bar[-1]
-    x = jnp.sqrt(a) * x0 + jnp.sqrt(1.0 - a) * jax.random.normal(init_key, x0.shape, x0.dtype)
+    x = jnp.sqrt(a) * x0 + jnp.sqrt(1.0 - a) * z
     return dc_ddim_chain(
         step_key,
         x,

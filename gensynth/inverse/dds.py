@@ -27,17 +27,18 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from gensynth.diffusion import VPSchedule, ddim_step, respace, spaced_timesteps
+from gensynth.diffusion import VPSchedule, ddim_step, respace
 from gensynth.inverse.dc import cg_data_consistency
 from gensynth.inverse.layout import ImageLayout
 from gensynth.inverse.solver_base import (
     ModelFn,
-    batch_AH,
+    net_struct,
     resolve_layout,
-    run_steps,
+    respaced_tau,
+    run_net_steps,
     solver_info,
+    split_prior,
     vp_tweedie,
 )
 
@@ -80,15 +81,12 @@ def dc_ddim_chain(
 
     def step(i, x):
         k = K - 1 - i
-        eps, x0 = vp_tweedie(model_fn, x, k, sched, prediction)
-        if clip_x0:
-            x0 = jnp.clip(x0, -1.0, 1.0)
+        eps, x0 = vp_tweedie(model_fn, x, k, sched, prediction, clip_x0)
         x0 = layout.to_net(dc_fn(layout.to_image(x0)))
         a, a_prev = sched.alpha_bar[k], sched.alpha_bar_prev[k]
         return ddim_step(jax.random.fold_in(key, i), x0, eps, a, a_prev, eta=eta, eta_mode=eta_mode)
 
-    x, traj = run_steps(step, x, K, layout.to_image if trajectory else None)
-    return layout.to_image(x), traj
+    return run_net_steps(step, x, K, layout, trajectory)
 
 
 def dds(
@@ -135,7 +133,7 @@ def dds(
     """
     if n_cg < 1:
         raise ValueError(f"n_cg must be >= 1, got {n_cg}")
-    tau = tuple(spaced_timesteps(schedule.num_timesteps, num_steps, "uniform").tolist())
+    tau = respaced_tau(schedule, num_steps, "uniform")
     layout = resolve_layout(layout, op, y)
     x, traj = _dds(
         key,
@@ -173,9 +171,7 @@ def _dds(
     layout,
     trajectory,
 ):
-    net = jax.eval_shape(lambda y: layout.to_net(batch_AH(op, y)), y)
-    init_key, step_key = jax.random.split(key)
-    x = jax.random.normal(init_key, net.shape, net.dtype)
+    x, step_key = split_prior(key, net_struct(op, y, layout))
 
     def dc_fn(x0):
         return jax.vmap(lambda x0, y: cg_data_consistency(x0, y, op, n_cg, gamma))(x0, y)

@@ -26,15 +26,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion import VPSchedule, broadcast_coef, ddpm_step, respace, spaced_timesteps
+from gensynth.diffusion import VPSchedule, broadcast_coef, ddpm_step, respace
 from gensynth.inverse.layout import ImageLayout
 from gensynth.inverse.solver_base import (
     ModelFn,
     batch_A,
-    batch_AH,
+    net_struct,
     resolve_layout,
-    run_steps,
+    respaced_tau,
+    run_net_steps,
     solver_info,
+    split_prior,
     sq_norm,
     vp_tweedie,
 )
@@ -108,6 +110,51 @@ def per_net_sample(v: jax.Array, x: jax.Array, layout: ImageLayout) -> jax.Array
     return broadcast_coef(v, x)
 
 
+def dps_step(
+    key: jax.Array,
+    x: jax.Array,
+    k: jax.Array,
+    model_fn: ModelFn,
+    sched: VPSchedule,
+    op: Any,
+    y: jax.Array,
+    *,
+    scale: float | jax.Array,
+    likelihood: str,
+    prediction: str,
+    clip_x0: bool,
+    layout: ImageLayout,
+) -> jax.Array:
+    """One DPS update ``x_i -> x_{i-1}``: the ancestral step minus ``zeta_i grad r^2``.
+
+    Args:
+      key: PRNG key of this step (the ancestral noise).
+      x: ``[B', ...]`` state in net layout.
+      k: scalar int32 index into the respaced ``sched``.
+      model_fn: ``model_fn(x, t) -> out`` in net layout.
+      sched: the respaced VP schedule.
+      op: operator on one image.
+      y: ``[B, *meas_shape]``.
+      scale: the code's step on ``grad ||y - A x0_hat||`` (``zeta_i = scale / (2 r)``).
+      likelihood: ``"gaussian"`` or ``"poisson"``.
+      prediction: ``"eps"``, ``"x0"`` or ``"v"``.
+      clip_x0: clip ``x0_hat`` to [-1, 1] before the likelihood.
+      layout: net/image layout.
+
+    Returns:
+      ``x_{i-1} [B', ...]`` in net layout.
+    """
+
+    def x0_fn(x):
+        return vp_tweedie(model_fn, x, k, sched, prediction, clip_x0)[1]
+
+    x0, r2, g = likelihood_grad(x0_fn, op, x, y, likelihood=likelihood, layout=layout)
+    t = jnp.full((x.shape[0],), k, jnp.int32)
+    x_prime = ddpm_step(key, x, x0, t, sched, sched.posterior_log_variance_clipped[t])
+    zeta = scale / (2.0 * jnp.sqrt(r2) + 1e-12)
+    return x_prime - per_net_sample(zeta, x, layout) * g
+
+
 def dps(
     key: jax.Array,
     model_fn: ModelFn,
@@ -145,9 +192,7 @@ def dps(
     """
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-    T = schedule.num_timesteps
-    K = T if num_steps is None else num_steps
-    tau = tuple(spaced_timesteps(T, K).tolist())
+    tau = respaced_tau(schedule, num_steps)
     layout = resolve_layout(layout, op, y)
     x, traj = _dps(
         key,
@@ -163,7 +208,7 @@ def dps(
         layout,
         trajectory,
     )
-    return x, solver_info(K, K, traj)
+    return x, solver_info(len(tau), len(tau), traj)
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9, 10, 11))
@@ -172,29 +217,22 @@ def _dps(
 ):
     sched = respace(schedule, tau)
     K = sched.num_timesteps
-    net = jax.eval_shape(lambda y: layout.to_net(batch_AH(op, y)), y)
-    init_key, step_key = jax.random.split(key)
-    x = jax.random.normal(init_key, net.shape, net.dtype)
+    x, step_key = split_prior(key, net_struct(op, y, layout))
 
     def step(i, x):
-        k = K - 1 - i
-
-        def x0_fn(x):
-            x0 = vp_tweedie(model_fn, x, k, sched, prediction)[1]
-            return jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
-
-        x0, r2, g = likelihood_grad(x0_fn, op, x, y, likelihood=likelihood, layout=layout)
-        t = jnp.full((x.shape[0],), k, jnp.int32)
-        x_prime = ddpm_step(
+        return dps_step(
             jax.random.fold_in(step_key, i),
             x,
-            x0,
-            t,
+            K - 1 - i,
+            model_fn,
             sched,
-            sched.posterior_log_variance_clipped[t],
+            op,
+            y,
+            scale=scale,
+            likelihood=likelihood,
+            prediction=prediction,
+            clip_x0=clip_x0,
+            layout=layout,
         )
-        zeta = scale / (2.0 * jnp.sqrt(r2) + 1e-12)
-        return x_prime - per_net_sample(zeta, x, layout) * g
 
-    x, traj = run_steps(step, x, K, layout.to_image if trajectory else None)
-    return layout.to_image(x), traj
+    return run_net_steps(step, x, K, layout, trajectory)

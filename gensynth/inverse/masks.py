@@ -11,6 +11,8 @@ References:
     Spec ch. 7, Sect. 6.1 (``get_mask`` of the score-MRI/DDS code); ch. 17, Sect. 2.3.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -40,12 +42,19 @@ def _columns_mask(h: int, w: int, columns: np.ndarray) -> tuple[np.ndarray, floa
     return _result(mask)
 
 
-def _split_columns(w: int, accel: float, acs_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """(ACS columns, the other columns, how many of those to add to reach W / accel)."""
+def _acs_plus_columns(
+    shape: tuple[int, int],
+    accel: float,
+    acs_fraction: float,
+    pick: Callable[[np.ndarray, int, int], np.ndarray],
+) -> tuple[np.ndarray, float]:
+    """ACS block plus ``pick(outside, n_extra, W)``: ``n_extra`` of the ``outside`` (non-ACS)
+    columns, enough to reach ``W / accel`` columns in all."""
+    h, w = _check(shape, accel)
     acs = _acs_columns(w, acs_fraction)
     outside = np.setdiff1d(np.arange(w), acs)
-    n_extra = max(0, round(w / accel) - acs.size)
-    return acs, outside, min(n_extra, outside.size)
+    n_extra = min(max(0, round(w / accel) - acs.size), outside.size)
+    return _columns_mask(h, w, np.concatenate([acs, pick(outside, n_extra, w)]))
 
 
 def uniform1d(
@@ -68,10 +77,11 @@ def uniform1d(
         >>> uniform1d((32, 32), 4)[1]
         4.0
     """
-    h, w = _check(shape, accel)
-    acs, outside, n_extra = _split_columns(w, accel, acs_fraction)
-    picks = outside[np.round(np.linspace(0, outside.size - 1, n_extra)).astype(int)]
-    return _columns_mask(h, w, np.concatenate([acs, picks]))
+
+    def equispaced(outside, n_extra, w):
+        return outside[np.round(np.linspace(0, outside.size - 1, n_extra)).astype(int)]
+
+    return _acs_plus_columns(shape, accel, acs_fraction, equispaced)
 
 
 def random1d(
@@ -92,10 +102,11 @@ def random1d(
         >>> random1d((32, 32), 4, seed=1)[1]
         4.0
     """
-    h, w = _check(shape, accel)
-    acs, outside, n_extra = _split_columns(w, accel, acs_fraction)
-    picks = np.random.default_rng(seed).choice(outside, n_extra, replace=False)
-    return _columns_mask(h, w, np.concatenate([acs, picks]))
+
+    def uniform(outside, n_extra, w):
+        return np.random.default_rng(seed).choice(outside, n_extra, replace=False)
+
+    return _acs_plus_columns(shape, accel, acs_fraction, uniform)
 
 
 def gaussian1d(
@@ -119,12 +130,13 @@ def gaussian1d(
         >>> gaussian1d((32, 32), 4, seed=1)[1]
         4.0
     """
-    h, w = _check(shape, accel)
-    acs, outside, n_extra = _split_columns(w, accel, acs_fraction)
-    std = 15.0 * w / 128.0
-    p = np.exp(-0.5 * ((outside - w / 2) / std) ** 2) + 1e-12
-    picks = np.random.default_rng(seed).choice(outside, n_extra, replace=False, p=p / p.sum())
-    return _columns_mask(h, w, np.concatenate([acs, picks]))
+
+    def gaussian(outside, n_extra, w):
+        std = 15.0 * w / 128.0
+        p = np.exp(-0.5 * ((outside - w / 2) / std) ** 2) + 1e-12
+        return np.random.default_rng(seed).choice(outside, n_extra, replace=False, p=p / p.sum())
+
+    return _acs_plus_columns(shape, accel, acs_fraction, gaussian)
 
 
 def _radius(h: int, w: int) -> np.ndarray:

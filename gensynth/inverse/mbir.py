@@ -9,7 +9,8 @@ per diffusion step (spec ch. 7, Sect. 5.3)::
 for ``min_x 1/2 ||y - A x||^2 + lambda ||D_z x||_1`` (:func:`gensynth.inverse.dc.admm_tv_z`).
 ``D_z`` is the circular forward difference along the slice axis, ``(z, u)`` start at 0 and
 persist across diffusion steps, and a final ``op.project``
-per slice (CT: the normalised backprojection with ``lambda = 1``) ends the run.
+per slice (CT: the normalised backprojection with ``lambda = 1``) ends the run. The PC update is
+score-MRI's :func:`gensynth.inverse.score_mri.ve_pc_step` without its per-update DC.
 
 NFE: ``N (1 + M)`` calls on ``B D`` slices, no VJP.
 
@@ -24,17 +25,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion import VESDE, langevin_step, reverse_diffusion_step
+from gensynth.diffusion import VESDE
 from gensynth.inverse.dc import ADMMState, admm_tv_z
 from gensynth.inverse.layout import ImageLayout
-from gensynth.inverse.score_mri import SCORE_MRI_SDE
+from gensynth.inverse.score_mri import SCORE_MRI_SDE, ve_pc_step, ve_time_grid
 from gensynth.inverse.solver_base import (
     ModelFn,
     batch_AH,
     batch_project,
+    net_struct,
     resolve_layout,
     run_steps,
     solver_info,
+    split_prior,
 )
 
 
@@ -120,27 +123,15 @@ def _mbir(key, op, y, sde, snr, t_eps, rho, lam, score_fn, N, M, n_cg, layout, t
     def to_slices(x):
         return layout.to_net(x.reshape(vol.shape))
 
-    init_key, step_key = jax.random.split(key)
-    net = jax.eval_shape(lambda v: layout.to_net(v), vol)
-    x = sde.prior_sampling(init_key, net.shape).astype(net.dtype)
-    ts = jnp.linspace(1.0, t_eps, N, dtype=x.dtype)
-    ts_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
+    x, step_key = split_prior(key, net_struct(op, flat_y, layout), sde.prior_sampling)
+    ts, ts_next = ve_time_grid(N, t_eps, x.dtype)
     admm = jax.vmap(lambda x, y, state: admm_tv_z(x, y, op, state, rho, lam, n_cg))
 
     def step(i, carry):
         x, state = carry
-        t = jnp.full((x.shape[0],), ts[i])
-        t_next = jnp.full((x.shape[0],), ts_next[i])
-        corrector_key, predictor_key = jax.random.split(jax.random.fold_in(step_key, i))
-
-        def correct(j, x):
-            return langevin_step(
-                jax.random.fold_in(corrector_key, j), score_fn, sde, x, t, t_next, snr
-            )[0]
-
-        x = jax.lax.fori_loop(0, M, correct, x)
-        x, x_mean = reverse_diffusion_step(predictor_key, score_fn, sde, x, t, t_next)
-        v, state = admm(to_volume(jnp.where(i == N - 1, x_mean, x)), y, state)
+        k = jax.random.fold_in(step_key, i)
+        x = ve_pc_step(k, x, i, score_fn, sde, ts, ts_next, snr=snr, n_corrector=M)
+        v, state = admm(to_volume(x), y, state)
         return to_slices(v), state
 
     zeros = jnp.zeros(image_shape, vol.dtype)  # z = u = 0 at the start, as the reference code

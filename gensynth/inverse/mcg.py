@@ -8,8 +8,9 @@ Per step (spec ch. 7, Sect. 5.2.3, the inpainting/general form of the reference 
   y_{i-1} = sqrt(a_{i-1}) y + sqrt(1 - a_{i-1}) A z'                    # y noised to level i-1
   x_{i-1} = P(x', y_{i-1})                                              # op.project
 
-``P`` is the exact projection onto ``{A x = y_{i-1}}`` when ``op.AAH_is_identity`` (else the
-operator's own data-consistency step, e.g. one Landweber step for SENSE, E10). At the last step ``a_{-1} = 1``, so the result is consistent with ``y``
+The first two lines are :func:`gensynth.inverse.dps.dps_step` with ``scale = weight``, so MCG
+is DPS's step followed by a projection. ``P`` is the exact projection onto ``{A x = y_{i-1}}``
+when ``op.AAH_is_identity`` (else the operator's own data-consistency step, e.g. one Landweber step for SENSE, E10). At the last step ``a_{-1} = 1``, so the result is consistent with ``y``
 itself. ``W`` of the paper is the identity here (CT's ``W = A^dagger`` filtering is left to
 the operator). Prop. 7.1: on an affine data manifold the gradient through the network equals a
 projected gradient on ``x0_hat`` (tested in ``tests/inverse/test_mcg.py``).
@@ -27,18 +28,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion import VPSchedule, ddpm_step, respace, spaced_timesteps
-from gensynth.inverse.dps import likelihood_grad, per_net_sample
+from gensynth.diffusion import VPSchedule, respace
+from gensynth.inverse.dps import dps_step
 from gensynth.inverse.layout import ImageLayout
 from gensynth.inverse.solver_base import (
     ModelFn,
     batch_A,
-    batch_AH,
     batch_project,
+    net_struct,
     resolve_layout,
-    run_steps,
+    respaced_tau,
+    run_net_steps,
     solver_info,
-    vp_tweedie,
+    split_prior,
 )
 
 
@@ -74,40 +76,40 @@ def mcg(
     Returns:
       ``(x [B, *image_shape], info)`` with ``info["nfe"] = info["vjps"] = num_steps``.
     """
-    T = schedule.num_timesteps
-    K = T if num_steps is None else num_steps
-    tau = tuple(spaced_timesteps(T, K).tolist())
+    tau = respaced_tau(schedule, num_steps)
     layout = resolve_layout(layout, op, y)
     x, traj = _mcg(
         key, schedule, op, y, weight, model_fn, tau, prediction, clip_x0, layout, trajectory
     )
-    return x, solver_info(K, K, traj)
+    return x, solver_info(len(tau), len(tau), traj)
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9, 10))
 def _mcg(key, schedule, op, y, weight, model_fn, tau, prediction, clip_x0, layout, trajectory):
     sched = respace(schedule, tau)
     K = sched.num_timesteps
-    net = jax.eval_shape(lambda y: layout.to_net(batch_AH(op, y)), y)
-    init_key, step_key = jax.random.split(key)
-    x = jax.random.normal(init_key, net.shape, net.dtype)
+    x, step_key = split_prior(key, net_struct(op, y, layout))
 
     def step(i, x):
         k = K - 1 - i
-
-        def x0_fn(x):
-            x0 = vp_tweedie(model_fn, x, k, sched, prediction)[1]
-            return jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
-
-        x0, r2, g = likelihood_grad(x0_fn, op, x, y, layout=layout)
-        t = jnp.full((x.shape[0],), k, jnp.int32)
         ddpm_key, y_key = jax.random.split(jax.random.fold_in(step_key, i))
-        x_prime = ddpm_step(ddpm_key, x, x0, t, sched, sched.posterior_log_variance_clipped[t])
-        x_prime = x_prime - per_net_sample(weight / (2.0 * jnp.sqrt(r2) + 1e-12), x, layout) * g
+        x_prime = dps_step(
+            ddpm_key,
+            x,
+            k,
+            model_fn,
+            sched,
+            op,
+            y,
+            scale=weight,
+            likelihood="gaussian",
+            prediction=prediction,
+            clip_x0=clip_x0,
+            layout=layout,
+        )
         a_prev = sched.alpha_bar_prev[k]
         z = layout.to_image(jax.random.normal(y_key, x.shape, x.dtype))
         y_prev = jnp.sqrt(a_prev) * y + jnp.sqrt(1.0 - a_prev) * batch_A(op, z)
         return layout.to_net(batch_project(op, layout.to_image(x_prime), y_prev))
 
-    x, traj = run_steps(step, x, K, layout.to_image if trajectory else None)
-    return layout.to_image(x), traj
+    return run_net_steps(step, x, K, layout, trajectory)

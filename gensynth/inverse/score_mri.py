@@ -28,6 +28,7 @@ References:
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -37,14 +38,77 @@ from gensynth.diffusion import VESDE, langevin_step, reverse_diffusion_step
 from gensynth.inverse.layout import ImageLayout
 from gensynth.inverse.solver_base import (
     ModelFn,
-    batch_AH,
     batch_project,
+    net_struct,
     resolve_layout,
-    run_steps,
+    run_net_steps,
     solver_info,
+    split_prior,
 )
 
 SCORE_MRI_SDE = VESDE(sigma_min=0.01, sigma_max=378.0)
+
+
+def ve_time_grid(num_steps: int, t_eps: float, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+    """``(t_i, t_{i+1})``, each ``[N]``: ``t_i = linspace(1, t_eps, N)`` continuous in (0, 1],
+    ``t_N = 0``.
+
+    >>> [t.tolist() for t in ve_time_grid(3, 0.5, jnp.float32)]
+    [[1.0, 0.75, 0.5], [0.75, 0.5, 0.0]]
+    """
+    ts = jnp.linspace(1.0, t_eps, num_steps, dtype=dtype)
+    return ts, jnp.concatenate([ts[1:], jnp.zeros((1,), dtype)])
+
+
+def ve_pc_step(
+    key: jax.Array,
+    x: jax.Array,
+    i: jax.Array,
+    score_fn: ModelFn,
+    sde: VESDE,
+    ts: jax.Array,
+    ts_next: jax.Array,
+    *,
+    snr: float | jax.Array,
+    n_corrector: int,
+    corrector_first: bool = True,
+    corrector_dc: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
+    """Predictor-corrector step ``i`` of the grid, ``t_i -> t_{i+1}``, without the final DC.
+
+    M Langevin steps at ``t_i`` (each followed by ``corrector_dc`` if given; skipped at ``i = 0``
+    unless ``corrector_first``), then the reverse-diffusion predictor, whose noise-free mean is
+    returned at the last step (``denoise=True``).
+
+    Args:
+      key: PRNG key of this step (split into corrector and predictor keys).
+      x: ``[B', ...]`` state in net layout.
+      i: scalar int32 step index into ``ts``.
+      score_fn: ``score_fn(x, t) -> [B', ...]``, ``t [B']`` continuous.
+      sde: the VE SDE of the prior.
+      ts: ``[N]`` times, ``ts_next``: ``[N]`` next times (:func:`ve_time_grid`).
+      snr: corrector signal-to-noise ratio r.
+      n_corrector: M Langevin steps.
+      corrector_first: the reference code's order (True) or Algorithm 7.1's (False).
+      corrector_dc: data consistency after every corrector step (None: none).
+
+    Returns:
+      ``[B', ...]`` state at ``t_{i+1}`` in net layout.
+    """
+    t = jnp.full((x.shape[0],), ts[i])
+    t_next = jnp.full((x.shape[0],), ts_next[i])
+    corrector_key, predictor_key = jax.random.split(key)
+
+    def correct(j, x):
+        x, _ = langevin_step(jax.random.fold_in(corrector_key, j), score_fn, sde, x, t, t_next, snr)
+        return x if corrector_dc is None else corrector_dc(x)
+
+    def corrector(x):
+        return jax.lax.fori_loop(0, n_corrector, correct, x)
+
+    x = corrector(x) if corrector_first else jax.lax.cond(i > 0, corrector, lambda x: x, x)
+    x, x_mean = reverse_diffusion_step(predictor_key, score_fn, sde, x, t, t_next)
+    return jnp.where(i == ts.shape[0] - 1, x_mean, x)
 
 
 def score_mri(
@@ -116,29 +180,24 @@ def _score_mri(key, op, y, sde, snr, t_eps, score_fn, N, M, corrector_first, lay
     def dc(x):
         return layout.to_net(batch_project(op, layout.to_image(x), y))
 
-    net = jax.eval_shape(lambda y: layout.to_net(batch_AH(op, y)), y)
-    init_key, step_key = jax.random.split(key)
-    x = dc(sde.prior_sampling(init_key, net.shape).astype(net.dtype))
-    ts = jnp.linspace(1.0, t_eps, N, dtype=x.dtype)
-    ts_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
+    x, step_key = split_prior(key, net_struct(op, y, layout), sde.prior_sampling)
+    x = dc(x)
+    ts, ts_next = ve_time_grid(N, t_eps, x.dtype)
 
     def step(i, x):
-        t = jnp.full((x.shape[0],), ts[i])
-        t_next = jnp.full((x.shape[0],), ts_next[i])
-        corrector_key, predictor_key = jax.random.split(jax.random.fold_in(step_key, i))
+        x = ve_pc_step(
+            jax.random.fold_in(step_key, i),
+            x,
+            i,
+            score_fn,
+            sde,
+            ts,
+            ts_next,
+            snr=snr,
+            n_corrector=M,
+            corrector_first=corrector_first,
+            corrector_dc=dc,
+        )
+        return dc(x)
 
-        def correct(j, x):
-            x, _ = langevin_step(
-                jax.random.fold_in(corrector_key, j), score_fn, sde, x, t, t_next, snr
-            )
-            return dc(x)
-
-        if corrector_first:
-            x = jax.lax.fori_loop(0, M, correct, x)
-        else:
-            x = jax.lax.cond(i > 0, lambda x: jax.lax.fori_loop(0, M, correct, x), lambda x: x, x)
-        x, x_mean = reverse_diffusion_step(predictor_key, score_fn, sde, x, t, t_next)
-        return dc(jnp.where(i == N - 1, x_mean, x))
-
-    x, traj = run_steps(step, x, N, layout.to_image if trajectory else None)
-    return layout.to_image(x), traj
+    return run_net_steps(step, x, N, layout, trajectory)

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion import VPSchedule, model_output_to_eps_x0
+from gensynth.diffusion import VPSchedule, model_output_to_eps_x0, spaced_timesteps
 from gensynth.inverse.layout import ImageLayout, default_layout
 
 ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -50,6 +50,22 @@ def run_steps(
     return jax.lax.scan(scan_body, carry, jnp.arange(num_steps))
 
 
+def run_net_steps(
+    body: Callable[[jax.Array, jax.Array], jax.Array],
+    x: jax.Array,
+    num_steps: int,
+    layout: ImageLayout,
+    trajectory: bool,
+) -> tuple[jax.Array, jax.Array | None]:
+    """:func:`run_steps` on a net-layout state ``x [B', ...]``, returned in image layout.
+
+    Returns:
+      ``(x [B, *image_shape], trajectory [num_steps, B, *image_shape] or None)``.
+    """
+    x, traj = run_steps(body, x, num_steps, layout.to_image if trajectory else None)
+    return layout.to_image(x), traj
+
+
 def batch_A(op: Any, x: jax.Array) -> jax.Array:
     """``A x`` for each image of ``x [B, *image_shape]`` -> ``[B, *meas_shape]``."""
     return jax.vmap(op.A)(x)
@@ -75,8 +91,64 @@ def resolve_layout(layout: ImageLayout | None, op: Any, y: jax.Array) -> ImageLa
     return default_layout(jax.eval_shape(lambda y: batch_AH(op, y), y).dtype)
 
 
+def respaced_tau(
+    schedule: VPSchedule, num_steps: int | None, kind: str = "linspace"
+) -> tuple[int, ...]:
+    """The ``K`` training steps a respaced solver visits (static, for ``jit``), increasing.
+
+    Args:
+      schedule: the training VP schedule (T steps).
+      num_steps: K (None: all T).
+      kind: :func:`gensynth.diffusion.spaced_timesteps` spacing (``"linspace"`` or ``"uniform"``).
+
+    >>> from gensynth.diffusion import linear_betas, vp_schedule
+    >>> respaced_tau(vp_schedule(linear_betas(1000)), 4)
+    (0, 333, 666, 999)
+    """
+    T = schedule.num_timesteps
+    K = T if num_steps is None else num_steps
+    return tuple(spaced_timesteps(T, K, kind).tolist())
+
+
+def net_struct(op: Any, y: jax.Array, layout: ImageLayout) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of the net-layout state ``layout.to_net(A^H y)`` (``y [B, *meas_shape]``),
+    without computing it."""
+    return jax.eval_shape(lambda y: layout.to_net(batch_AH(op, y)), y)
+
+
+def split_prior(
+    key: jax.Array,
+    net: Any,
+    prior_sampling: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Splits ``key`` into a prior draw and the key of the step loop.
+
+    Args:
+      key: the solver's PRNG key.
+      net: anything with ``shape`` and ``dtype`` (e.g. :func:`net_struct`), ``[B', ...]``.
+      prior_sampling: ``prior_sampling(key, shape)`` (e.g. ``sde.prior_sampling``), cast to
+        ``net.dtype``; None: a standard normal draw in ``net.dtype``.
+
+    Returns:
+      ``(x [B', ...], step_key)``; step ``i`` of the loop uses ``fold_in(step_key, i)``.
+
+    >>> net = jax.ShapeDtypeStruct((2, 4, 4, 1), jnp.float32)
+    >>> split_prior(jax.random.key(0), net)[0].shape
+    (2, 4, 4, 1)
+    """
+    init_key, step_key = jax.random.split(key)
+    if prior_sampling is None:
+        return jax.random.normal(init_key, net.shape, net.dtype), step_key
+    return prior_sampling(init_key, net.shape).astype(net.dtype), step_key
+
+
 def vp_tweedie(
-    model_fn: ModelFn, x: jax.Array, k: jax.Array, schedule: VPSchedule, prediction: str
+    model_fn: ModelFn,
+    x: jax.Array,
+    k: jax.Array,
+    schedule: VPSchedule,
+    prediction: str,
+    clip_x0: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """One network call on the respaced VP schedule: ``(eps_hat, x0_hat)`` of ``x [B, ...]``.
 
@@ -86,6 +158,7 @@ def vp_tweedie(
       k: scalar int32 index into the respaced ``schedule``.
       schedule: respaced schedule (its ``timesteps`` map back to the network's steps).
       prediction: ``"eps"``, ``"x0"`` or ``"v"``.
+      clip_x0: clip ``x0`` to [-1, 1] (the data range); ``eps`` is left as predicted.
 
     Returns:
       ``(eps, x0)``, each like ``x``; ``x0 = (x - sqrt(1 - a) eps) / sqrt(a)`` (Eq. 7.22).
@@ -93,7 +166,7 @@ def vp_tweedie(
     t = jnp.full((x.shape[0],), k, jnp.int32)
     out = model_fn(x, schedule.timesteps[t]).astype(x.dtype)
     eps, x0, _ = model_output_to_eps_x0(out, x, t, schedule, prediction)
-    return eps, x0
+    return eps, jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
 
 
 def solver_info(nfe: int, vjps: int, trajectory: jax.Array | None) -> dict[str, Any]:
