@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gensynth.diffusion import gaussian_eps_fn, linear_betas, vp_schedule
 from gensynth.inverse.dense import DenseOperator
 
 SHAPE = (4, 4)
@@ -79,6 +80,8 @@ def counted(fn, counter):
 
 
 MU_NET, SIGMA2_NET = MU[..., None], SIGMA2[..., None]  # the default CHANNEL layout [B, 4, 4, 1]
+SCHED = vp_schedule(linear_betas(1000))
+EPS = gaussian_eps_fn(MU_NET, SIGMA2_NET, SCHED)  # the exact eps denoiser of the Gaussian prior
 
 
 def assert_same_on_mesh(solve, y, atol=1e-5, reference=None):

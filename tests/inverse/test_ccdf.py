@@ -5,20 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gensynth.diffusion import gaussian_eps_fn, linear_betas, vp_schedule
 from gensynth.inverse.ccdf import ccdf
 from tests.inverse.posterior_kit import (
-    MU_NET,
-    SIGMA2_NET,
+    EPS,
+    SCHED,
     assert_same_on_mesh,
     counted,
     measurement,
     orthonormal_op,
     posterior,
 )
-
-SCHED = vp_schedule(linear_betas(1000))
-EPS = gaussian_eps_fn(MU_NET, SIGMA2_NET, SCHED)
 
 
 def test_ccdf_consistent_and_improves_initial_estimate():

@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gensynth.diffusion import gaussian_eps_fn, linear_betas, vp_schedule
+from gensynth.diffusion import gaussian_eps_fn
 from gensynth.inverse.dds import dds
 from gensynth.inverse.dense import DenseOperator
 from tests.inverse.posterior_kit import (
+    EPS,
     MU,
-    MU_NET,
-    SIGMA2_NET,
+    SCHED,
     assert_same_on_mesh,
     counted,
     measurement,
@@ -20,8 +20,6 @@ from tests.inverse.posterior_kit import (
     random_op,
 )
 
-SCHED = vp_schedule(linear_betas(1000))
-EPS = gaussian_eps_fn(MU_NET, SIGMA2_NET, SCHED)
 B = 1024
 
 

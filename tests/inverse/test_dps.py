@@ -5,22 +5,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gensynth.diffusion import gaussian_eps_fn, linear_betas, vp_schedule
 from gensynth.inverse.dps import dps, likelihood_grad, residual_sq_norm
 from gensynth.inverse.layout import REAL
 from tests.inverse.posterior_kit import (
+    EPS,
     MU,
-    MU_NET,
-    SIGMA2_NET,
+    SCHED,
     assert_same_on_mesh,
     counted,
     measurement,
     posterior,
     random_op,
 )
-
-SCHED = vp_schedule(linear_betas(1000))
-EPS = gaussian_eps_fn(MU_NET, SIGMA2_NET, SCHED)
 
 
 def test_gradient_through_linear_tweedie_is_2_JT_AH_residual():

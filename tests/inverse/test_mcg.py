@@ -5,21 +5,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gensynth.diffusion import gaussian_eps_fn, linear_betas, tweedie_x0, vp_s_sigma, vp_schedule
+from gensynth.diffusion import linear_betas, tweedie_x0, vp_s_sigma, vp_schedule
 from gensynth.inverse.mcg import mcg
 from tests.inverse.posterior_kit import (
+    EPS,
     MU,
-    MU_NET,
-    SIGMA2_NET,
+    SCHED,
     assert_same_on_mesh,
     counted,
     measurement,
     orthonormal_op,
     posterior,
 )
-
-SCHED = vp_schedule(linear_betas(1000))
-EPS = gaussian_eps_fn(MU_NET, SIGMA2_NET, SCHED)
 
 
 def test_mcg_consistent_gradient_beats_projection_counts_and_mesh():
