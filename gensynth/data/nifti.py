@@ -91,13 +91,15 @@ def save_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -
 
 
 def _list_nifti_files(folder: str | os.PathLike) -> list[pathlib.Path]:
-    """Sorted `.nii`/`.nii.gz` files directly in `folder`.
+    """Sorted `.nii`/`.nii.gz` files directly in `folder`, or `[folder]` if it is one such file.
 
     Raises:
-        FileNotFoundError: if `folder` is not a directory.
+        FileNotFoundError: if `folder` is neither a directory nor a NIfTI file.
         ValueError: if it holds no NIfTI file.
     """
     folder = pathlib.Path(folder)
+    if folder.is_file() and folder.name.endswith(NIFTI_SUFFIXES):
+        return [folder]
     if not folder.is_dir():
         raise FileNotFoundError(f"NIfTI folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(NIFTI_SUFFIXES))
@@ -122,7 +124,7 @@ class NiftiFolderSource:
 
     Args:
         folder: directory of `.nii`/`.nii.gz` files (3D `[X, Y, Z]` or 4D with a
-            trailing channel axis).
+            trailing channel axis), or one such file.
         mode: "volumes" or "slices".
         axis: RAS axis the slices are cut along: 0 sagittal, 1 coronal, 2 axial.
         size: output side in voxels, or None to keep the file's grid.

@@ -48,7 +48,6 @@ import numpy as np
 from flax import nnx
 
 from gensynth import data, diffusion, figures, inverse, metrics, runs
-from gensynth.data._preprocess import display_slices, fit_to_size, scale_to_unit_range
 from gensynth.recipes import image_diffusion as recipe
 
 OPERATORS = ("mri", "mri-multicoil", "ct", "inpaint", "sr", "blur")
@@ -121,14 +120,10 @@ def load_reference(source: str, size: int, index: int | None) -> tuple[np.ndarra
       ValueError: for an unknown data set, a multi-channel one or an index out of range.
     """
     if source.endswith(data.nifti.NIFTI_SUFFIXES):
-        array, affine = data.load_nifti(source)
-        if array.ndim != 3:
-            raise ValueError(f"--data {source}: expected a 3D NIfTI volume, got shape {array.shape}")
-        image = nib.Nifti1Image(array, affine)
-        canonical = nib.as_closest_canonical(image)
-        volume = scale_to_unit_range(np.asarray(canonical.get_fdata(dtype=np.float32)))[..., None]
-        images = fit_to_size(display_slices(volume, 2), size, fill=-1.0)[0]
-        spacing = float(np.abs(canonical.header.get_zooms()[0])) * max(volume.shape[:2]) / size
+        slices = data.NiftiFolderSource(source, mode="slices", size=size)
+        images = np.stack([slices[i]["image"] for i in range(len(slices))])[..., :1]  # [N, size, size, 1]
+        canonical = nib.as_closest_canonical(nib.load(source))  # header only; the grid the slices came from
+        spacing = float(canonical.header.get_zooms()[0]) * max(canonical.shape[:2]) / size
     elif source in data.BUILTIN_DATASETS and source != "mni152_tissue":
         images = data.builtin_dataset(source, size)
         spacing = recipe.pixel_spacing_mm(recipe.DataConfig(dataset=source, image_size=size))

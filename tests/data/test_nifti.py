@@ -133,3 +133,13 @@ def test_folder_source_errors(tmp_path):
         NiftiFolderSource(tmp_path)
     with pytest.raises(ValueError, match="mode"):
         NiftiFolderSource(tmp_path, mode="patches")
+
+
+def test_source_over_one_file_equals_folder_of_that_file(tmp_path):
+    volume = np.random.default_rng(3).normal(size=(6, 7, 5)).astype(np.float32)
+    save_nifti(tmp_path / "one.nii.gz", volume, np.diag([2.0, 2.0, 3.0, 1.0]))
+    by_file = NiftiFolderSource(tmp_path / "one.nii.gz", mode="slices", size=8)
+    by_folder = NiftiFolderSource(tmp_path, mode="slices", size=8)
+    assert len(by_file) == len(by_folder) == 5
+    for i in range(5):
+        np.testing.assert_array_equal(by_file[i]["image"], by_folder[i]["image"])
