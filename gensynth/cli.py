@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-
-def _configure_runtime() -> None:
-    """Sets XLA flags (CPU conv backend) and the compilation cache before jax is imported."""
-    flag = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-    if flag not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
-    import jax
-
-    cache = os.environ.get("GENSYNTH_CACHE", os.path.expanduser("~/.cache/gensynth/jax"))
-    jax.config.update("jax_compilation_cache_dir", cache)
+from gensynth import runtime
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -77,10 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruct",
         help="solve a simulated MRI / CT / restoration problem with a trained run as the prior",
         description=(
-            "Takes a reference slice, simulates measurements y = A x (+ noise), runs a diffusion solver "
-            "with the run's EMA network as prior and writes a new folder: reference.png, measurement.png, "
-            "baseline.png, recon.png (reference | baseline | reconstruction | |error|), recon.nii.gz, "
-            "metrics.json (PSNR, SSIM, NMSE of baseline and reconstruction, NFE, seconds)."
+            "Takes a reference slice (or, for dds3d / mbir, a stack of axial slices), simulates measurements "
+            "y = A x (+ noise), runs a diffusion solver with the run's EMA network as prior and writes a new "
+            "folder: reference.png, measurement.png, baseline.png, recon.png (reference | baseline | "
+            "reconstruction | |error|; volumes: axial, coronal, sagittal mid-planes), recon.nii.gz, "
+            "metrics.json (PSNR, SSIM, NMSE of baseline and reconstruction, per plane for volumes, NFE, seconds)."
         ),
     )
     rec.add_argument("--checkpoint", required=True, help="a run folder written by `gensynth train` or `demo`")
@@ -98,8 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--views", type=int, default=30, help="CT views (default: 30)")
     rec.add_argument("--angle-range", type=float, default=180.0, help="CT angular range in degrees; < 180 is limited-angle (default: 180)")
     rec.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std in measurement units (default: 0)")
-    rec.add_argument("--solver", required=True, choices=("projection", "mcg", "dps", "dds", "ccdf"))
-    rec.add_argument("--steps", type=int, help="solver steps (default: the solver's own; DDS 50, projection 2000)")
+    rec.add_argument(
+        "--noise-model", default="gaussian", choices=("gaussian", "poisson"),
+        help="poisson (ct, inpaint, sr, blur): counts of the intensity (x+1)/2; DPS uses its Poisson "
+        "likelihood, the other solvers treat the data as Gaussian (default: gaussian)",
+    )
+    rec.add_argument("--count-scale", type=float, help="Poisson counts per unit of A (x+1)/2 (default: 100)")
+    rec.add_argument(
+        "--solver", required=True,
+        choices=("projection", "mcg", "dps", "dds", "ccdf", "score_ald", "dds3d", "mbir"),
+        help="dds3d and mbir reconstruct a volume of --depth axial slices (mni152 or a NIfTI file)",
+    )
+    rec.add_argument("--depth", type=int, help="slices of the volume for dds3d / mbir (default: 8)")
+    rec.add_argument(
+        "--steps", type=int,
+        help="solver steps (default: the solver's own; DDS and dds3d 50, score_ald 1000, projection and mbir 2000)",
+    )
     rec.add_argument("--seed", type=int, default=0, help="seed of mask, noise and solver (default: 0)")
     rec.add_argument("--out", help="output folder (default: a new reconstruct-* folder in the run)")
     return parser
@@ -107,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_runtime()
+    runtime.configure()
     from gensynth.recipes import image_diffusion as recipe
 
     try:
@@ -130,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             out = reconstruct.reconstruct(
                 checkpoint=args.checkpoint, source=args.data, operator=args.operator, solver=args.solver,
                 index=args.slice, mask=args.mask, accel=args.accel, views=args.views,
-                angle_range=args.angle_range, noise=args.noise, steps=args.steps, seed=args.seed, out=args.out,
+                angle_range=args.angle_range, noise=args.noise, noise_model=args.noise_model,
+                count_scale=args.count_scale, depth=args.depth, steps=args.steps, seed=args.seed, out=args.out,
             )
             print(f"reconstruction written to {out}")
     except (ValueError, FileNotFoundError, FileExistsError) as error:

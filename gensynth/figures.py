@@ -40,7 +40,8 @@ def image_grid(images: np.ndarray, *, ncols: int = 8, pad: int = 1) -> np.ndarra
     return grid[..., 0] if c == 1 else grid
 
 
-def _save_figure(fig, path: str | os.PathLike) -> None:
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Writes a matplotlib ``Figure`` as PNG at ``path`` atomically (at the figure's dpi)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
@@ -67,7 +68,7 @@ def save_image_grid(
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def save_curve(
@@ -98,4 +99,4 @@ def save_curve(
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
-    _save_figure(fig, path)
+    save_figure(fig, path)

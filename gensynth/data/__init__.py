@@ -1,6 +1,6 @@
 """Data: grain sources and loaders, medical file I/O, built-in anatomy and phantoms."""
 
-from gensynth.data.builtin import BUILTIN_DATASETS, builtin_dataset
+from gensynth.data.builtin import BUILTIN_DATASETS, builtin_dataset, holdout_indices
 from gensynth.data.dicom import DicomSeriesSource, load_dicom_series, pydicom_samples
 from gensynth.data.loader import ArraySource, make_loader
 from gensynth.data.mni152 import mni152_slices, mni152_volume
@@ -14,6 +14,7 @@ __all__ = [
     "DicomSeriesSource",
     "NiftiFolderSource",
     "builtin_dataset",
+    "holdout_indices",
     "load_dicom_series",
     "load_nifti",
     "make_augment_fn",

@@ -1,6 +1,7 @@
 """Inverse problems: forward operators (MRI, CT, restoration), sampling masks, coil maps, noise
-models, data-consistency steps, and the diffusion solvers built on them (score-MRI/projection, MCG,
-DPS, DDS, DiffusionMBIR, CCDF).
+models, data-consistency steps, and the diffusion solvers built on them (score-MRI/projection,
+Score-ALD, MCG and its CT variant, DPS, DDS, 3D DDS, DiffusionMBIR, CCDF), and the
+TV-regularised baseline ``tv_reconstruct``.
 
 Operator convention: an operator is a small pytree (``flax.struct.dataclass``; masks, coil maps
 and angles are array leaves, shapes are static fields) acting on ONE image without batch or
@@ -44,7 +45,8 @@ from gensynth.inverse.dc import (
     project,
     soft_threshold,
 )
-from gensynth.inverse.dds import dc_ddim_chain, dds
+from gensynth.inverse.dds import dc_ddim_chain, dds, stateful_dc_ddim_chain
+from gensynth.inverse.dds3d import dds_3d
 from gensynth.inverse.dense import DenseOperator
 from gensynth.inverse.dps import dps, likelihood_grad, residual_sq_norm
 from gensynth.inverse.fft import fft2c, ifft2c
@@ -65,7 +67,7 @@ from gensynth.inverse.masks import (
     uniform1d,
 )
 from gensynth.inverse.mbir import diffusion_mbir
-from gensynth.inverse.mcg import mcg
+from gensynth.inverse.mcg import mcg, mcg_ct
 from gensynth.inverse.mri import MultiCoilMRI, SingleCoilMRI, rss
 from gensynth.inverse.real import RealImage
 from gensynth.inverse.noise import add_gaussian_noise, poisson_counts
@@ -77,5 +79,7 @@ from gensynth.inverse.restoration import (
     gaussian_kernel,
     random_pixel_mask,
 )
-from gensynth.inverse.score_mri import SCORE_MRI_SDE, score_mri
+from gensynth.inverse.score_ald import score_ald
+from gensynth.inverse.score_mri import SCORE_MRI_SDE, score_mri, score_mri_per_coil
+from gensynth.inverse.tv import Dxy, DxyT, group_soft_threshold, tv_norm, tv_reconstruct
 from gensynth.inverse.solver_base import solver_info

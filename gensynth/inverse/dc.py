@@ -106,9 +106,10 @@ def cg(
 ) -> jax.Array:
     """Conjugate gradients for ``H x = b`` with ``H`` Hermitian positive (semi-)definite.
 
-    Fixed ``n_iter`` iterations in one ``lax.fori_loop``; once ``||r|| <= max(tol, 8 eps) ||b||``
-    (eps of the dtype) the updates are masked to zero (so the result is jit-able with a static trip count). Complex arrays use
-    the complex inner product ``vdot``. Iterate k lies in ``x0 + K_k(H, b - H x0)``.
+    Fixed ``n_iter`` iterations in one ``lax.fori_loop``; once
+    ``||r|| <= max(tol ||b||, 8 eps max(||b||, ||H x0||))`` (eps of the dtype) the updates are
+    masked to zero (so the result is jit-able with a static trip count). Complex arrays use the
+    complex inner product ``vdot``. Iterate k lies in ``x0 + K_k(H, b - H x0)``.
 
     Args:
         matvec: ``x -> H x``, same shape and dtype in and out.
@@ -128,11 +129,14 @@ def cg(
     References:
         Hestenes and Stiefel, J. Res. NBS 49 (1952).
     """
-    # Below ~8 eps of relative residual the float rounding dominates and a further step divides
-    # noise by a near-zero curvature, so updates stop there even when tol = 0.
-    floor = (8 * jnp.finfo(jnp.real(b).dtype).eps) ** 2
-    threshold = jnp.maximum(tol**2, floor) * _dot(b, b)
-    r = b - matvec(x0)
+    # The residual is only known to about eps (||b|| + ||H x0||): below ~8 eps of that scale the
+    # float rounding dominates (with components in the null space of a semi-definite H, e.g.
+    # ADMM-TV-z's) and a further step divides noise by a near-zero curvature, blowing x up along
+    # that null space; so updates stop there even when tol = 0.
+    h_x0 = matvec(x0)
+    floor = (8 * jnp.finfo(jnp.real(b).dtype).eps) ** 2 * jnp.maximum(_dot(b, b), _dot(h_x0, h_x0))
+    threshold = jnp.maximum(tol**2 * _dot(b, b), floor)
+    r = b - h_x0
 
     def body(_, state):
         x, r, p, rs = state
@@ -223,7 +227,14 @@ def admm_tv_z_init(x: jax.Array) -> ADMMState:
 
 
 def admm_tv_z(
-    x: jax.Array, y: jax.Array, op, state: ADMMState, rho: float, lam: float, n_cg: int
+    x: jax.Array,
+    y: jax.Array,
+    op,
+    state: ADMMState,
+    rho: float,
+    lam: float,
+    n_cg: int,
+    gamma: float | jax.Array | None = None,
 ) -> tuple[jax.Array, ADMMState]:
     """One ADMM iteration for ``min_x 1/2 ||y - A x||^2 + lam ||Dz x||_1`` on a volume.
 
@@ -234,6 +245,11 @@ def admm_tv_z(
             \\quad (n_{cg}\\ \\text{CG steps from } x) \\\\
         z \\leftarrow \\mathrm{soft}(Dz x + u, \\lambda / \\rho), \\quad u \\leftarrow u + Dz x - z
 
+    With ``gamma`` the objective gains DDS's proximal term ``1/(2 gamma) ||x - x_in||^2`` around
+    the input ``x_in`` (the Tweedie estimate), i.e. ``gamma/2 ||y - A x||^2 + 1/2 ||x - x_in||^2
+    + gamma lam ||Dz x||_1`` up to the factor ``gamma``; the x-update's normal equations gain
+    ``x / gamma`` on the left and ``x_in / gamma`` on the right.
+
     Args:
         x: volume ``[D, H, W]`` (e.g. the slice-wise denoised estimate).
         y: measurements ``[D, ...]``, one per slice.
@@ -242,17 +258,23 @@ def admm_tv_z(
         rho: ADMM penalty > 0.
         lam: TV-z weight >= 0.
         n_cg: CG steps for the x-update (static).
+        gamma: None (data term alone), or the data weight > 0 of the proximal variant.
 
     Returns:
         ``(x [D, H, W], new state)``.
 
     References:
-        Chung et al., CVPR 2023 (DiffusionMBIR), spec Sect. 5.3.
+        Chung et al., CVPR 2023 (DiffusionMBIR), spec Sect. 5.3; DDS (ICLR 2024) for ``gamma``.
     """
     a = jax.vmap(op.A)
     ah = jax.vmap(op.A_adjoint)
-    matvec = lambda v: (ah(a(v)) + rho * DzT(Dz(v))).astype(x.dtype)
-    rhs = (ah(y) + rho * DzT(state.z - state.u)).astype(x.dtype)
+
+    def matvec(v):
+        hv = ah(a(v)) + rho * DzT(Dz(v))
+        return (hv if gamma is None else hv + v / gamma).astype(x.dtype)
+
+    rhs = ah(y) + rho * DzT(state.z - state.u)
+    rhs = (rhs if gamma is None else rhs + x / gamma).astype(x.dtype)
     x = cg(matvec, rhs, x, n_cg)
     dx = Dz(x)
     z = soft_threshold(dx + state.u, lam / rho)

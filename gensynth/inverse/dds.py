@@ -13,7 +13,9 @@ with ``a_next = 1`` after the last step, which returns ``x0'``. ``eps`` is the p
 (Eq. 7.37 corrected, E13), so the null-space content of the prior is kept. For complex MRI the
 network works on 2 real channels and CG on the complex image (``layout``).
 
-:func:`dc_ddim_chain` is the shared loop (also used by CCDF with a projection as DC).
+:func:`dc_ddim_chain` is the shared loop (also used by CCDF with a projection as DC);
+:func:`stateful_dc_ddim_chain` is the same loop with a DC step that carries a state (DDS-3D's
+ADMM variables, :mod:`gensynth.inverse.dds3d`).
 
 NFE: K network calls, no VJP; plus ``2 M`` operator calls per step.
 
@@ -36,13 +38,61 @@ from gensynth.inverse.solver_base import (
     net_struct,
     resolve_layout,
     respaced_tau,
-    run_net_steps,
+    run_steps,
     solver_info,
     split_prior,
     vp_tweedie,
 )
 
 DcFn = Callable[[jax.Array], jax.Array]
+StatefulDcFn = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
+
+
+def stateful_dc_ddim_chain(
+    key: jax.Array,
+    x: jax.Array,
+    dc_state: Any,
+    sched: VPSchedule,
+    model_fn: ModelFn,
+    dc_fn: StatefulDcFn,
+    *,
+    eta: float | jax.Array,
+    eta_mode: str,
+    prediction: str,
+    clip_x0: bool,
+    layout: ImageLayout,
+    trajectory: bool,
+) -> tuple[jax.Array, Any, jax.Array | None]:
+    """:func:`dc_ddim_chain` with a data-consistency step that carries a state across the steps,
+    ``(x0_hat, state) <- dc_fn(x0_hat, state)`` (DDS-3D: the ADMM split and dual variables).
+
+    Args:
+      key: PRNG key; step ``i`` uses ``fold_in(key, i)``.
+      x: ``[B', ...]`` starting state (net layout) at the last step of ``sched``.
+      dc_state: the initial state of ``dc_fn`` (a pytree).
+      sched: the respaced schedule.
+      model_fn: ``model_fn(x, t) -> out``.
+      dc_fn: ``(x0_hat [B, *image_shape], state) -> (x0_hat, state)`` in image layout.
+      eta, eta_mode, prediction, clip_x0, layout, trajectory: as :func:`dc_ddim_chain`.
+
+    Returns:
+      ``(x [B, *image_shape], final state, trajectory or None)``.
+    """
+    K = sched.num_timesteps
+
+    def step(i, carry):
+        x, state = carry
+        k = K - 1 - i
+        eps, x0 = vp_tweedie(model_fn, x, k, sched, prediction, clip_x0)
+        x0, state = dc_fn(layout.to_image(x0), state)
+        a, a_prev = sched.alpha_bar[k], sched.alpha_bar_prev[k]
+        key_i = jax.random.fold_in(key, i)
+        x = ddim_step(key_i, layout.to_net(x0), eps, a, a_prev, eta=eta, eta_mode=eta_mode)
+        return x, state
+
+    snapshot = (lambda carry: layout.to_image(carry[0])) if trajectory else None
+    (x, state), traj = run_steps(step, (x, dc_state), K, snapshot)
+    return layout.to_image(x), state, traj
 
 
 def dc_ddim_chain(
@@ -77,16 +127,21 @@ def dc_ddim_chain(
     Returns:
       ``(x [B, *image_shape], trajectory or None)``.
     """
-    K = sched.num_timesteps
-
-    def step(i, x):
-        k = K - 1 - i
-        eps, x0 = vp_tweedie(model_fn, x, k, sched, prediction, clip_x0)
-        x0 = layout.to_net(dc_fn(layout.to_image(x0)))
-        a, a_prev = sched.alpha_bar[k], sched.alpha_bar_prev[k]
-        return ddim_step(jax.random.fold_in(key, i), x0, eps, a, a_prev, eta=eta, eta_mode=eta_mode)
-
-    return run_net_steps(step, x, K, layout, trajectory)
+    x, _, traj = stateful_dc_ddim_chain(
+        key,
+        x,
+        (),
+        sched,
+        model_fn,
+        lambda x0, state: (dc_fn(x0), state),
+        eta=eta,
+        eta_mode=eta_mode,
+        prediction=prediction,
+        clip_x0=clip_x0,
+        layout=layout,
+        trajectory=trajectory,
+    )
+    return x, traj
 
 
 def dds(

@@ -42,6 +42,7 @@ from gensynth.inverse.solver_base import (
 )
 
 LIKELIHOODS = ("gaussian", "poisson")
+RESIDUAL_WEIGHTS = (*LIKELIHOODS, "pinv")  # "pinv": MCG-CT's W = A^dagger, not a noise model
 POISSON_FLOOR = 1e-3
 
 
@@ -54,8 +55,10 @@ def residual_sq_norm(
       op: operator on one image.
       x0: ``[B, *image_shape]`` image estimate.
       y: ``[B, *meas_shape]`` measurements (counts for ``"poisson"``).
-      likelihood: ``"gaussian"`` (``Lambda = I``) or ``"poisson"``
-        (``Lambda = diag(1 / (2 max(y, 1e-3)))``).
+      likelihood: ``"gaussian"`` (``Lambda = I``), ``"poisson"``
+        (``Lambda = diag(1 / (2 max(y, 1e-3)))``) or ``"pinv"`` (``||A^dagger (y - A x0)||^2``,
+        ``Lambda = A^dagger^H A^dagger``: MCG's ``W = A^dagger`` weighting, FBP for CT;
+        needs ``op.A_dagger``).
 
     Returns:
       ``[B]`` weighted squared residual norms.
@@ -65,7 +68,9 @@ def residual_sq_norm(
         return sq_norm(r)
     if likelihood == "poisson":
         return sq_norm(r / jnp.sqrt(2.0 * jnp.maximum(jnp.real(y), POISSON_FLOOR)))
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    if likelihood == "pinv":
+        return sq_norm(jax.vmap(op.A_dagger)(r))
+    raise ValueError(f"likelihood must be one of {RESIDUAL_WEIGHTS}, got {likelihood!r}")
 
 
 def likelihood_grad(
@@ -87,7 +92,7 @@ def likelihood_grad(
       op: operator on one image.
       x: ``[B', ...]`` state in net layout.
       y: ``[B, *meas_shape]``.
-      likelihood: ``"gaussian"`` or ``"poisson"``.
+      likelihood: ``"gaussian"``, ``"poisson"`` or ``"pinv"`` (:func:`residual_sq_norm`).
       layout: net/image layout (None: :func:`~gensynth.inverse.layout.default_layout`).
 
     Returns:

@@ -31,11 +31,11 @@ from gensynth.inverse.layout import ImageLayout
 from gensynth.inverse.score_mri import SCORE_MRI_SDE, ve_pc_step, ve_time_grid
 from gensynth.inverse.solver_base import (
     ModelFn,
-    batch_AH,
     batch_project,
     net_struct,
     resolve_layout,
     run_steps,
+    slice_stack,
     solver_info,
     split_prior,
 )
@@ -88,9 +88,7 @@ def diffusion_mbir(
             "need num_steps >= 1, n_corrector >= 0, n_cg >= 1; "
             f"got {num_steps}, {n_corrector}, {n_cg}"
         )
-    if y.ndim < 2:
-        raise ValueError(f"y must be [B, D, *meas_shape], got shape {y.shape}")
-    layout = resolve_layout(layout, op, y.reshape((-1,) + y.shape[2:]))
+    layout = resolve_layout(layout, op, slice_stack(op, y)[0])
     x, traj = _mbir(
         key,
         op,
@@ -112,16 +110,13 @@ def diffusion_mbir(
 
 @functools.partial(jax.jit, static_argnums=(8, 9, 10, 11, 12, 13))
 def _mbir(key, op, y, sde, snr, t_eps, rho, lam, score_fn, N, M, n_cg, layout, trajectory):
-    B, D = y.shape[:2]
-    flat_y = y.reshape((B * D,) + y.shape[2:])
-    vol = jax.eval_shape(lambda y: batch_AH(op, y), flat_y)
-    image_shape = (B, D) + vol.shape[1:]
+    flat_y, vol = slice_stack(op, y)
 
     def to_volume(x_net):
-        return layout.to_image(x_net).reshape(image_shape)
+        return layout.to_image(x_net).reshape(vol.shape)
 
     def to_slices(x):
-        return layout.to_net(x.reshape(vol.shape))
+        return layout.to_net(x.reshape(flat_y.shape[:1] + vol.shape[2:]))
 
     x, step_key = split_prior(key, net_struct(op, flat_y, layout), sde.prior_sampling)
     ts, ts_next = ve_time_grid(N, t_eps, x.dtype)
@@ -134,8 +129,8 @@ def _mbir(key, op, y, sde, snr, t_eps, rho, lam, score_fn, N, M, n_cg, layout, t
         v, state = admm(to_volume(x), y, state)
         return to_slices(v), state
 
-    zeros = jnp.zeros(image_shape, vol.dtype)  # z = u = 0 at the start, as the reference code
+    zeros = jnp.zeros(vol.shape, vol.dtype)  # z = u = 0 at the start, as the reference code
     snapshot = (lambda c: to_volume(c[0])) if trajectory else None
     (x, _), traj = run_steps(step, (x, ADMMState(z=zeros, u=zeros)), N, snapshot)
-    x = batch_project(op, to_volume(x).reshape(vol.shape), flat_y).reshape(image_shape)
+    x = batch_project(op, layout.to_image(x), flat_y).reshape(vol.shape)
     return x, traj

@@ -16,7 +16,8 @@ Complex images: with ``layout=COMPLEX_BATCH`` a real network runs two parallel r
 processes on ``Re x`` and ``Im x`` (one call on ``[2B, ...]``) that couple only through DC
 (Sect. 5.1 prior (a)); ``COMPLEX_CHANNELS`` is the 2-channel prior (b). Algorithm 7.2
 (per-coil + root-sum-of-squares) is this solver on the coil images as a batch ``[B c, ...]``
-with a single-coil operator, followed by an RSS over the coils.
+with a single-coil operator (:func:`score_mri_per_coil`), followed by an RSS over the coils
+(:func:`gensynth.inverse.mri.rss` on axis 1).
 
 NFE: ``N (1 + M)`` network calls (``N + (N - 1) M`` without ``corrector_first``), each on the
 whole batch (``2B`` images for ``COMPLEX_BATCH``); no backprop through the network.
@@ -36,6 +37,7 @@ import jax.numpy as jnp
 
 from gensynth.diffusion import VESDE, langevin_step, reverse_diffusion_step
 from gensynth.inverse.layout import ImageLayout
+from gensynth.inverse.mri import SingleCoilMRI
 from gensynth.inverse.solver_base import (
     ModelFn,
     batch_project,
@@ -47,6 +49,7 @@ from gensynth.inverse.solver_base import (
 )
 
 SCORE_MRI_SDE = VESDE(sigma_min=0.01, sigma_max=378.0)
+CorrectorFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def ve_time_grid(num_steps: int, t_eps: float, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
@@ -73,12 +76,14 @@ def ve_pc_step(
     n_corrector: int,
     corrector_first: bool = True,
     corrector_dc: Callable[[jax.Array], jax.Array] | None = None,
+    corrector: CorrectorFn | None = None,
 ) -> jax.Array:
     """Predictor-corrector step ``i`` of the grid, ``t_i -> t_{i+1}``, without the final DC.
 
-    M Langevin steps at ``t_i`` (each followed by ``corrector_dc`` if given; skipped at ``i = 0``
-    unless ``corrector_first``), then the reverse-diffusion predictor, whose noise-free mean is
-    returned at the last step (``denoise=True``).
+    M corrector updates at ``t_i`` (skipped at ``i = 0`` unless ``corrector_first``), each a
+    Langevin step followed by ``corrector_dc`` if given, or ``corrector`` instead; then the
+    reverse-diffusion predictor, whose noise-free mean is returned at the last step
+    (``denoise=True``).
 
     Args:
       key: PRNG key of this step (split into corrector and predictor keys).
@@ -91,22 +96,35 @@ def ve_pc_step(
       n_corrector: M Langevin steps.
       corrector_first: the reference code's order (True) or Algorithm 7.1's (False).
       corrector_dc: data consistency after every corrector step (None: none).
+      corrector: one whole corrector update ``corrector(key, x, t, t_next) -> x`` (``t``,
+        ``t_next`` ``[B']``) replacing the Langevin step and ``corrector_dc`` (MCG-CT: Langevin
+        step, DC and the manifold-constrained gradient from one network call).
 
     Returns:
       ``[B', ...]`` state at ``t_{i+1}`` in net layout.
+
+    Raises:
+      ValueError: when both ``corrector_dc`` and ``corrector`` are given.
     """
+    if corrector is not None and corrector_dc is not None:
+        raise ValueError("give corrector_dc or corrector, not both")
     t = jnp.full((x.shape[0],), ts[i])
     t_next = jnp.full((x.shape[0],), ts_next[i])
     corrector_key, predictor_key = jax.random.split(key)
 
-    def correct(j, x):
-        x, _ = langevin_step(jax.random.fold_in(corrector_key, j), score_fn, sde, x, t, t_next, snr)
+    def langevin_dc(key, x, t, t_next):
+        x, _ = langevin_step(key, score_fn, sde, x, t, t_next, snr)
         return x if corrector_dc is None else corrector_dc(x)
 
-    def corrector(x):
+    update = langevin_dc if corrector is None else corrector
+
+    def correct(j, x):
+        return update(jax.random.fold_in(corrector_key, j), x, t, t_next)
+
+    def run_corrector(x):
         return jax.lax.fori_loop(0, n_corrector, correct, x)
 
-    x = corrector(x) if corrector_first else jax.lax.cond(i > 0, corrector, lambda x: x, x)
+    x = run_corrector(x) if corrector_first else jax.lax.cond(i > 0, run_corrector, lambda x: x, x)
     x, x_mean = reverse_diffusion_step(predictor_key, score_fn, sde, x, t, t_next)
     return jnp.where(i == ts.shape[0] - 1, x_mean, x)
 
@@ -201,3 +219,41 @@ def _score_mri(key, op, y, sde, snr, t_eps, score_fn, N, M, corrector_first, lay
         return dc(x)
 
     return run_net_steps(step, x, N, layout, trajectory)
+
+
+def score_mri_per_coil(
+    key: jax.Array,
+    score_fn: ModelFn,
+    mask: jax.Array,
+    y: jax.Array,
+    **kwargs: Any,
+) -> tuple[jax.Array, dict[str, Any]]:
+    """Algorithm 7.2's per-coil solve: :func:`score_mri` on every coil image independently,
+    ``A = P_Omega F`` without sensitivities, all coils of all images in one batch.
+
+    Combine with ``rss(coils, axis=1)`` (:func:`gensynth.inverse.mri.rss`); the book runs it
+    with ``n_corrector = 1`` and a magnitude prior (``layout=COMPLEX_BATCH``).
+
+    Args:
+      key: PRNG key (one draw for the whole ``[B K]`` batch).
+      score_fn: as :func:`score_mri`; it sees ``B K`` images per call (``2 B K`` with
+        :data:`~gensynth.inverse.layout.COMPLEX_BATCH`).
+      mask: ``[H, W]`` sampling mask shared by the coils.
+      y: ``[B, K, H, W]`` complex multi-coil k-space (zeros off the mask).
+      **kwargs: keyword arguments of :func:`score_mri`.
+
+    Returns:
+      ``(coil images [B, K, H, W] complex64, info)``; ``info`` counts calls on the whole batch
+      (its trajectory, if asked for, is ``[N, B, K, H, W]``).
+
+    Raises:
+      ValueError: for ``y`` that is not ``[B, K, H, W]``.
+    """
+    if y.ndim != 4:
+        raise ValueError(f"y must be [B, K, H, W] multi-coil k-space, got shape {y.shape}")
+    coils, info = score_mri(
+        key, score_fn, SingleCoilMRI(mask=mask), y.reshape((-1,) + y.shape[2:]), **kwargs
+    )
+    if info["trajectory"] is not None:
+        info["trajectory"] = info["trajectory"].reshape((-1,) + y.shape[:2] + coils.shape[1:])
+    return coils.reshape(y.shape[:2] + coils.shape[1:]), info

@@ -83,6 +83,27 @@ def batch_project(op: Any, x: jax.Array, y: jax.Array) -> jax.Array:
     return jax.vmap(op.project)(x, y)
 
 
+def slice_stack(op: Any, y: jax.Array) -> tuple[jax.Array, jax.ShapeDtypeStruct]:
+    """Volumes as a batch of slices for the 3D solvers (a slice operator, a 2D prior).
+
+    Args:
+      op: operator on one slice.
+      y: ``[B, D, *meas_shape]``, B volumes of D slices.
+
+    Returns:
+      ``(y_slices [B D, *meas_shape], volume)``: ``volume`` is the shape and dtype
+      ``[B, D, *image_shape]`` of the reconstruction (nothing computed).
+
+    Raises:
+      ValueError: for ``y`` with fewer than 2 axes.
+    """
+    if y.ndim < 2:
+        raise ValueError(f"y must be [B, D, *meas_shape], got shape {y.shape}")
+    slices = y.reshape((-1,) + y.shape[2:])
+    image = jax.eval_shape(lambda y: batch_AH(op, y), slices)
+    return slices, jax.ShapeDtypeStruct(y.shape[:2] + image.shape[1:], image.dtype)
+
+
 def resolve_layout(layout: ImageLayout | None, op: Any, y: jax.Array) -> ImageLayout:
     """``layout``, or when None the :func:`~gensynth.inverse.layout.default_layout` for the
     dtype of ``A^H y`` (``y [B, *meas_shape]``)."""

@@ -30,11 +30,12 @@ from gensynth.train.log import METRICS_FILE
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "mni152"  # a built-in set (mni152, mni152_tissue, phantoms, shepp_logan, pydicom_ct) or nifti
+    dataset: str = "mni152"  # a built-in set (data.BUILTIN_DATASETS) or nifti
     path: str = ""  # folder of NIfTI files when dataset=nifti
     image_size: int = 64  # slices are resampled to image_size x image_size px
     augment: bool = True  # random flip, small affine and intensity jitter on device
-    num_images: int = 1024  # number of generated phantoms when dataset=phantoms
+    num_images: int = 1024  # number of generated phantoms (dataset=phantoms or mni152_phantoms)
+    holdout_every: int = 0  # keep image i out of training when i % k == k // 2 (data.holdout_indices); 0: none
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ def validate(cfg: ImageDiffusionConfig) -> ImageDiffusionConfig:
         raise ValueError(f"model.attention_levels={cfg.model.attention_levels}: levels are 0..{levels - 1}")
     if cfg.data.dataset == "nifti" and not cfg.data.path:
         raise ValueError("data.path: required when data.dataset=nifti")
+    if cfg.data.holdout_every and cfg.data.dataset == "nifti":
+        raise ValueError("data.holdout_every: only for built-in data sets; hold out NIfTI files by folder")
     for key in ("batch_size", "num_steps", "fuse_steps", "log_every", "checkpoint_every"):
         if getattr(cfg.train, key) <= 0:
             raise ValueError(f"train.{key}={getattr(cfg.train, key)}: must be positive")
@@ -142,10 +145,19 @@ def validate(cfg: ImageDiffusionConfig) -> ImageDiffusionConfig:
 
 
 def build_source(cfg: DataConfig, seed: int):
-    """The grain source of training images `{"image": float32 [H, W, C] in [-1, 1]}`."""
+    """The grain source of training images `{"image": float32 [H, W, C] in [-1, 1]}`, without the
+    held-out ones."""
     if cfg.dataset == "nifti":
         return data.NiftiFolderSource(cfg.path, mode="slices", size=cfg.image_size)
-    return data.ArraySource(data.builtin_dataset(cfg.dataset, cfg.image_size, n=cfg.num_images, seed=seed))
+    images = data.builtin_dataset(cfg.dataset, cfg.image_size, n=cfg.num_images, seed=seed)
+    return data.ArraySource(images[data.holdout_indices(len(images), cfg.holdout_every)[0]])
+
+
+def held_out_images(cfg: DataConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices [N'], images [N', H, W, C])``: the built-in images kept out of training."""
+    images = data.builtin_dataset(cfg.dataset, cfg.image_size, n=cfg.num_images, seed=seed)
+    held = data.holdout_indices(len(images), cfg.holdout_every)[1]
+    return held, images[held]
 
 
 def image_channels(cfg: DataConfig) -> int:

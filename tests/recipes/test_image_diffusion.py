@@ -109,3 +109,13 @@ def test_gpu_preset_fused_bf16_steps_run_and_keep_f32_params(tmp_path):
     assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {np.dtype("float32")}
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4] and all(np.isfinite(line["loss"]) for line in lines)
+
+
+def test_held_out_images_never_reach_training():
+    cfg = recipe.DataConfig(dataset="mni152_phantoms", image_size=16, num_images=12, holdout_every=5)
+    source = recipe.build_source(cfg, seed=3)
+    index, held = recipe.held_out_images(cfg, seed=3)
+    train_images = np.stack([source[i]["image"] for i in range(len(source))])
+    assert len(source) + len(held) == 113 + 12 and np.all(index % 5 == 2)
+    distances = np.abs(train_images[:, None] - held[None]).reshape(len(train_images), len(held), -1).max(-1)
+    assert distances.min() > 0  # no held-out image is among the training images
