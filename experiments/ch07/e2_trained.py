@@ -42,13 +42,13 @@ SUPERVISED_TEST = ("MRI 1c uniform1d x4", "MRI 1c gaussian2d x8", "MRI 1c poisso
 
 def solver_steps(solver: str, quick: bool) -> int | None:
     """Steps per solver: the book's defaults (None) except score-POCS's N = 500 (1000 NFE, spec
-    E2); with ``quick``, DPS and MCG run 100 of their 1000 steps (respaced): with a backward pass
-    through the network (and, for CT, through the Radon transform) every step, 1000 steps would
-    take about 2.5 minutes per 16 images and solver on the CPU."""
+    E2); with ``quick``, DPS and MCG run 250 of their 1000 steps (respaced) to fit the CPU budget
+    (each step is a forward and a backward pass through the network, and for CT through the
+    Radon transform)."""
     if solver == "projection":
         return 500
     if quick and solver in ("dps", "mcg"):
-        return 100
+        return 250
     return None
 
 

@@ -95,6 +95,12 @@ def directions(e2: list[dict] | None, e3: list[dict] | None, e4: list[dict] | No
     return "\n".join(lines) + "\n"
 
 
+def e2_figures(folder: pathlib.Path, records: list[dict], examples: dict) -> None:
+    """``figure.png`` (PSNR bars) and ``examples.png`` (one test image per method)."""
+    e2_figure(folder / "figure.png", records)
+    e2_examples(folder / "examples.png", examples)
+
+
 def e2_figure(path: pathlib.Path, records: list[dict]) -> None:
     """PSNR (mean ± sd) per setting and method, as grouped bars."""
     from matplotlib.figure import Figure
@@ -133,8 +139,8 @@ def e2_examples(path: pathlib.Path, examples: dict) -> None:
     figures.save_figure(fig, path)
 
 
-def e3_figure(path: pathlib.Path, records: list[dict], maps: dict) -> None:
-    """Mean std vs R per solver, and the std maps of the first image."""
+def e3_figures(folder: pathlib.Path, records: list[dict], maps: dict) -> None:
+    """``figure.png``: mean std vs R per solver, and the std maps of the first image."""
     from matplotlib.figure import Figure
 
     solvers = sorted({r["solver"] for r in records})
@@ -154,16 +160,16 @@ def e3_figure(path: pathlib.Path, records: list[dict], maps: dict) -> None:
             cell.set_xticks([]), cell.set_yticks([])
             cell.set_title(f"std, R = {r}", fontsize=8)
     fig.colorbar(image, ax=cells, fraction=0.02, label="std ([0, 1] units)")
-    figures.save_figure(fig, path)
+    figures.save_figure(fig, folder / "figure.png")
 
 
-def e4_figure(path: pathlib.Path, volumes: dict) -> None:
-    """Middle coronal and sagittal planes of the reference and every variant."""
+def e4_figures(folder: pathlib.Path, records: list[dict], volumes: dict) -> None:
+    """``figure.png``: middle coronal and sagittal planes of the reference and every variant."""
     names = list(volumes)
     planes = []
     for axis in (1, 2):
         for name in names:
             v = volumes[name]
             planes.append(np.take(v, v.shape[axis] // 2, axis=axis)[::-1])  # superior up
-    figures.save_image_grid(path, np.stack(planes)[..., None], ncols=len(names),
+    figures.save_image_grid(folder / "figure.png", np.stack(planes)[..., None], ncols=len(names),
                             title="coronal (top) and sagittal (bottom): " + " | ".join(names))

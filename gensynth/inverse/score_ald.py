@@ -83,7 +83,7 @@ def score_ald(
     n_langevin: int = 3,
     step_size: float = 0.5,
     sigma_y: float = 0.0,
-    gamma_scale: float = 1.0,
+    gamma_scale: float | jax.Array = 1.0,
     t_eps: float = 1e-5,
     layout: ImageLayout | None = None,
     trajectory: bool = False,
@@ -117,7 +117,8 @@ def score_ald(
         raise ValueError(f"need num_steps >= 1 and n_langevin >= 1, got {num_steps}, {n_langevin}")
     if not 0 < step_size < 1:
         raise ValueError(f"step_size must be in (0, 1), got {step_size}")
-    if not sigma_y >= 0 or not gamma_scale > 0:
+    concrete_gamma = not isinstance(gamma_scale, jax.core.Tracer)  # traced under an outer jit
+    if not sigma_y >= 0 or (concrete_gamma and not gamma_scale > 0):
         raise ValueError(
             f"need sigma_y >= 0 and gamma_scale > 0, got sigma_y={sigma_y}, "
             f"gamma_scale={gamma_scale}"

@@ -16,6 +16,7 @@ from gensynth.nn import (
     Upsample,
     conv,
 )
+from gensynth.nn.norms import CONDITIONING_MODES
 
 
 class _Stage(nnx.Module):
@@ -32,15 +33,17 @@ class _Stage(nnx.Module):
         head_dim: int,
         context_dim: int | None,
         groups: int,
+        norm_eps: float,
+        time_conditioning: str,
         dropout: float,
         dtype,
         rngs: nnx.Rngs,
     ):
         self.res = ResBlock(
-            in_channels, out_channels, emb_dim, spatial_dims=spatial_dims, groups=groups, dropout=dropout,
-            dtype=dtype, rngs=rngs,
+            in_channels, out_channels, emb_dim, spatial_dims=spatial_dims, groups=groups, norm_eps=norm_eps,
+            time_conditioning=time_conditioning, dropout=dropout, dtype=dtype, rngs=rngs,
         )  # fmt: skip
-        attn = {"head_dim": head_dim, "groups": groups, "dtype": dtype, "rngs": rngs}
+        attn = {"head_dim": head_dim, "groups": groups, "norm_eps": norm_eps, "dtype": dtype, "rngs": rngs}
         self.self_attn = SelfAttention(out_channels, **attn) if attend else None
         self.cross_attn = CrossAttention(out_channels, context_dim, **attn) if attend and context_dim is not None else None
 
@@ -55,7 +58,7 @@ class _Stage(nnx.Module):
 
 
 class UNet(nnx.Module):
-    """ADM / improved-DDPM U-Net with scale-shift time conditioning, for 2D or 3D inputs.
+    """ADM / improved-DDPM U-Net with scale-shift (or additive) time conditioning, for 2D or 3D inputs.
 
     Encoder: a 3x3(x3) stem conv, then per level i (width `channels * channel_mult[i]`)
     `num_res_blocks` ResBlocks, each followed by self-attention (and cross-attention when
@@ -65,7 +68,13 @@ class UNet(nnx.Module):
     activation (attention as in the encoder), and nearest-x2 + conv up-sampling between levels.
     Head: GN, SiLU, zero-initialised 3x3(x3) conv. The time embedding (sinusoidal of width
     `channels`, then an MLP to `4 * channels`) plus the optional class embedding condition every
-    ResBlock through `GN(h) * (1 + scale) + shift`.
+    ResBlock through `GN(h) * (1 + scale) + shift`, or through `GN(h + bias)` when
+    `time_conditioning="additive"`.
+
+    With `time_conditioning="additive"`, `norm_eps=1e-6` this is MONAI's `DiffusionModelUNet`
+    (and with `norm_eps=1e-5` diffusers' `UNet2DModel`) of the same sizes, parameter for parameter:
+    `monai_unet_kwargs` / `diffusers_unet_kwargs` build the keyword arguments from a peer's
+    configuration and `load_peer_unet` imports its weights.
 
     Args:
       in_channels: channels of the input image.
@@ -82,6 +91,11 @@ class UNet(nnx.Module):
         guidance.
       context_dim: width of the cross-attention context tokens, or None for no cross-attention.
       groups: GroupNorm groups; must divide every level's width.
+      norm_eps: epsilon of every GroupNorm (ResBlocks, attention, head).
+      time_conditioning: "scale_shift" (ADM's AdaGN) or "additive" (DDPM, MONAI, diffusers); see
+        `gensynth.nn.AdaGroupNorm`.
+      freq_shift: frequency shift of the sinusoidal time embedding (see
+        `gensynth.nn.sinusoidal_embedding`); 1 reproduces the original DDPM embedding.
       dtype: compute dtype (e.g. bfloat16 on accelerators); parameters are float32 and the output
         is float32.
       rngs: `params` stream for initialisation. The module keeps no random state.
@@ -115,11 +129,14 @@ class UNet(nnx.Module):
         num_classes: int | None = None,
         context_dim: int | None = None,
         groups: int = 32,
+        norm_eps: float = 1e-5,
+        time_conditioning: str = "scale_shift",
+        freq_shift: float = 0.0,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         _check_config(spatial_dims, channels, channel_mult, num_res_blocks, attention_levels, head_dim, dropout,
-                      num_classes, context_dim, groups)  # fmt: skip
+                      num_classes, context_dim, groups, norm_eps, time_conditioning)  # fmt: skip
         self.in_channels = in_channels
         self.spatial_dims = spatial_dims
         self.num_levels = len(channel_mult)
@@ -128,12 +145,11 @@ class UNet(nnx.Module):
         self.context_dim = context_dim
         self.dtype = dtype
         emb_dim = 4 * channels
-        stage = {
-            "spatial_dims": spatial_dims, "head_dim": head_dim, "context_dim": context_dim, "groups": groups,
-            "dropout": dropout, "dtype": dtype, "rngs": rngs,
-        }  # fmt: skip
+        res = {"groups": groups, "norm_eps": norm_eps, "time_conditioning": time_conditioning, "dropout": dropout}
+        stage = {"spatial_dims": spatial_dims, "head_dim": head_dim, "context_dim": context_dim, "dtype": dtype,
+                 "rngs": rngs, **res}  # fmt: skip
 
-        self.time_embed = TimestepEmbedding(channels, emb_dim, dtype=dtype, rngs=rngs)
+        self.time_embed = TimestepEmbedding(channels, emb_dim, freq_shift=freq_shift, dtype=dtype, rngs=rngs)
         self.class_embed = nnx.Embed(num_classes + 1, emb_dim, dtype=dtype, rngs=rngs) if num_classes is not None else None
         self.stem = conv(in_channels, channels, spatial_dims=spatial_dims, dtype=dtype, rngs=rngs)
 
@@ -152,8 +168,7 @@ class UNet(nnx.Module):
         self.downsample = nnx.List(downsample)
 
         self.mid = _Stage(width, width, emb_dim, attend=True, **stage)
-        self.mid_out = ResBlock(width, width, emb_dim, spatial_dims=spatial_dims, groups=groups, dropout=dropout,
-                                dtype=dtype, rngs=rngs)  # fmt: skip
+        self.mid_out = ResBlock(width, width, emb_dim, spatial_dims=spatial_dims, dtype=dtype, rngs=rngs, **res)
 
         up, upsample = [], []
         for level in reversed(range(self.num_levels)):
@@ -166,7 +181,7 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.upsample = nnx.List(upsample)
 
-        self.head_norm = GroupNorm(width, groups=groups, rngs=rngs)
+        self.head_norm = GroupNorm(width, groups=groups, eps=norm_eps, rngs=rngs)
         self.head_conv = conv(width, out_channels, spatial_dims=spatial_dims, zero_init=True, dtype=dtype, rngs=rngs)
 
     def __call__(
@@ -257,7 +272,7 @@ class UNet(nnx.Module):
 
 def _check_config(
     spatial_dims, channels, channel_mult, num_res_blocks, attention_levels, head_dim, dropout, num_classes,
-    context_dim, groups,
+    context_dim, groups, norm_eps, time_conditioning,
 ) -> None:  # fmt: skip
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -279,3 +294,7 @@ def _check_config(
         raise ValueError(f"num_classes must be None or >= 1, got {num_classes}")
     if context_dim is not None and context_dim < 1:
         raise ValueError(f"context_dim must be None or >= 1, got {context_dim}")
+    if not norm_eps > 0:
+        raise ValueError(f"norm_eps must be > 0, got {norm_eps}")
+    if time_conditioning not in CONDITIONING_MODES:
+        raise ValueError(f"time_conditioning must be one of {CONDITIONING_MODES}, got {time_conditioning!r}")

@@ -32,6 +32,7 @@ class SelfAttention(nnx.Module):
       channels: channels C; `head_dim` must divide it (C / head_dim heads).
       head_dim: channels per head.
       groups: GroupNorm groups before the Q/K/V projection.
+      norm_eps: epsilon of that group norm.
       dtype: compute dtype; parameters are float32.
       rngs: `params` stream.
 
@@ -42,9 +43,11 @@ class SelfAttention(nnx.Module):
       Vaswani et al., "Attention Is All You Need", NeurIPS 2017; Dhariwal & Nichol (ADM), 2021.
     """
 
-    def __init__(self, channels: int, *, head_dim: int, groups: int, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self, channels: int, *, head_dim: int, groups: int, norm_eps: float = 1e-5, dtype=jnp.float32, rngs: nnx.Rngs
+    ):
         self.num_heads = _num_heads(channels, head_dim)
-        self.norm = GroupNorm(channels, groups=groups, rngs=rngs)
+        self.norm = GroupNorm(channels, groups=groups, eps=norm_eps, rngs=rngs)
         self.qkv = nnx.Linear(channels, 3 * channels, dtype=dtype, rngs=rngs)
         self.out = _zero_linear(channels, channels, dtype=dtype, rngs=rngs)
 
@@ -67,6 +70,7 @@ class CrossAttention(nnx.Module):
       context_dim: width E of the context tokens.
       head_dim: channels per head.
       groups: GroupNorm groups before the query projection.
+      norm_eps: epsilon of that group norm.
       dtype: compute dtype; parameters are float32.
       rngs: `params` stream.
 
@@ -78,10 +82,18 @@ class CrossAttention(nnx.Module):
     """
 
     def __init__(
-        self, channels: int, context_dim: int, *, head_dim: int, groups: int, dtype=jnp.float32, rngs: nnx.Rngs
+        self,
+        channels: int,
+        context_dim: int,
+        *,
+        head_dim: int,
+        groups: int,
+        norm_eps: float = 1e-5,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
     ):
         self.num_heads = _num_heads(channels, head_dim)
-        self.norm = GroupNorm(channels, groups=groups, rngs=rngs)
+        self.norm = GroupNorm(channels, groups=groups, eps=norm_eps, rngs=rngs)
         self.q = nnx.Linear(channels, channels, dtype=dtype, rngs=rngs)
         self.kv = nnx.Linear(context_dim, 2 * channels, dtype=dtype, rngs=rngs)
         self.out = _zero_linear(channels, channels, dtype=dtype, rngs=rngs)

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+CONDITIONING_MODES = ("scale_shift", "additive")  # the two ways AdaGroupNorm injects an embedding
+
 
 def group_norm(
     x: jax.Array, *, groups: int, scale: jax.Array, bias: jax.Array, eps: float = 1e-5
@@ -94,31 +96,59 @@ class GroupNorm(nnx.Module):
 
 
 class AdaGroupNorm(nnx.Module):
-    """Scale-shift group norm conditioned on an embedding: `GN(h) * (1 + scale) + shift`.
+    """Group norm conditioned on an embedding, by scale-shift ("AdaGN") or by an added bias.
 
-    `(scale, shift)` = `Linear(SiLU(emb))`, per example and channel; GN keeps its own affine map,
-    applied before the modulation (ADM's `use_scale_shift_norm`). Both affine maps are folded into
-    one per-example, per-channel multiply-add.
+    `mode="scale_shift"`: `GN(h) * (1 + scale) + shift` with `(scale, shift) = Linear(SiLU(emb))`,
+    per example and channel; GN keeps its own affine map, applied before the modulation (ADM's
+    `use_scale_shift_norm`, diffusers' `resnet_time_scale_shift="scale_shift"`). Both affine maps
+    are folded into one per-example, per-channel multiply-add.
+
+    `mode="additive"`: `GN(h + Linear(SiLU(emb)))`, the embedding added as a per-example,
+    per-channel bias before the norm (DDPM, MONAI's DiffusionModelUNet, diffusers' default).
 
     Args:
       num_channels: channels C of `h`.
       emb_dim: width E of the conditioning embedding.
       groups: number of groups G; must divide C.
+      eps: added to the variance.
+      mode: "scale_shift" (projection to 2C) or "additive" (projection to C).
       dtype: compute dtype of the projection; parameters are float32.
       rngs: `params` stream.
 
+    Raises:
+      ValueError: if `mode` is not one of the two above.
+
     References:
       Dhariwal & Nichol, "Diffusion Models Beat GANs on Image Synthesis", NeurIPS 2021 (AdaGN);
-      Nichol & Dhariwal, "Improved Denoising Diffusion Probabilistic Models", ICML 2021.
+      Nichol & Dhariwal, "Improved Denoising Diffusion Probabilistic Models", ICML 2021;
+      Ho et al., "Denoising Diffusion Probabilistic Models", NeurIPS 2020 (additive).
     """
 
-    def __init__(self, num_channels: int, emb_dim: int, *, groups: int, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.norm = GroupNorm(num_channels, groups=groups, rngs=rngs)
-        self.proj = nnx.Linear(emb_dim, 2 * num_channels, dtype=dtype, rngs=rngs)
+    def __init__(
+        self,
+        num_channels: int,
+        emb_dim: int,
+        *,
+        groups: int,
+        eps: float = 1e-5,
+        mode: str = "scale_shift",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if mode not in CONDITIONING_MODES:
+            raise ValueError(f"mode must be one of {CONDITIONING_MODES}, got {mode!r}")
+        self.mode = mode
+        self.norm = GroupNorm(num_channels, groups=groups, eps=eps, rngs=rngs)
+        width = 2 * num_channels if mode == "scale_shift" else num_channels
+        self.proj = nnx.Linear(emb_dim, width, dtype=dtype, rngs=rngs)
 
     def __call__(self, h: jax.Array, emb: jax.Array) -> jax.Array:
-        """Modulates `h` `[B, *S, C]` by `emb` `[B, E]`; returns `[B, *S, C]` in the dtype of `h`."""
-        scale, shift = jnp.split(self.proj(nnx.silu(emb)).astype(jnp.float32), 2, axis=-1)  # [B, C] each
+        """Conditions `h` `[B, *S, C]` on `emb` `[B, E]`; returns `[B, *S, C]` in the dtype of `h`."""
+        cond = self.proj(nnx.silu(emb))  # [B, 2C] or [B, C]
+        if self.mode == "additive":
+            bias = cond.astype(h.dtype).reshape((h.shape[0],) + (1,) * (h.ndim - 2) + (h.shape[-1],))
+            return self.norm(h + bias)
+        scale, shift = jnp.split(cond.astype(jnp.float32), 2, axis=-1)  # [B, C] each
         gamma, beta = self.norm.scale[...], self.norm.bias[...]
         return group_norm(
             h, groups=self.norm.groups, scale=gamma * (1 + scale), bias=beta * (1 + scale) + shift, eps=self.norm.eps

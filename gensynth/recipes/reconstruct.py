@@ -276,9 +276,9 @@ def measure(
     return y, counts, 2.0 * float(jnp.sqrt(jnp.mean(counts) / count_scale))
 
 
-def operator_norm(op: Any, image_shape: tuple[int, ...], n_iter: int = 50) -> float:
-    """``||A||`` (largest singular value) of a real-image operator by power iteration on
-    ``A^T A`` from a fixed random image (slightly below the true norm)."""
+def operator_norm(op: Any, image_shape: tuple[int, ...], n_iter: int = 50) -> jax.Array:
+    """``||A||`` (largest singular value, a scalar array; traceable) of a real-image operator by
+    power iteration on ``A^T A`` from a fixed random image (slightly below the true norm)."""
     v = jax.random.normal(jax.random.key(0), image_shape)
 
     def body(_, v):
@@ -286,7 +286,7 @@ def operator_norm(op: Any, image_shape: tuple[int, ...], n_iter: int = 50) -> fl
         return w / jnp.linalg.norm(w)
 
     v = jax.lax.fori_loop(0, n_iter, body, v / jnp.linalg.norm(v))
-    return float(jnp.linalg.norm(op.A(v)))
+    return jnp.linalg.norm(op.A(v))
 
 
 def _net_to_intensity(x: jax.Array) -> jax.Array:

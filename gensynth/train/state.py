@@ -1,8 +1,9 @@
 """The train state: one pytree holding everything a training run needs to resume.
 
 Parameters are born on the mesh: the model is built, split and the optimiser and
-EMA initialised inside one ``jax.jit`` whose outputs are replicated over the mesh,
-so no full copy is first materialised on a single device.
+EMA initialised inside one ``jax.jit`` whose outputs are placed by
+``param_sharding`` (replicated, or split over ``"fsdp"`` under FSDP), so no full
+copy is first materialised on a single device.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from gensynth.train.mesh import replicated
+from gensynth.train.mesh import param_sharding
 
 
 @struct.dataclass
@@ -59,8 +60,9 @@ def create_train_state(
             parameters are created directly on the mesh. The model must hold only
             ``nnx.Param`` state (no batch statistics or RNG streams).
         optimizer: the optax transformation (``make_optimizer``).
-        mesh: device mesh; all state leaves are replicated over it. None keeps them
-            on the default device.
+        mesh: device mesh; each state leaf is placed by ``param_sharding(state, mesh)``
+            (all replicated when the mesh's ``"fsdp"`` axis has size 1). None keeps
+            them on the default device.
 
     Returns:
         ``(graphdef, state)``: the static model graph for ``nnx.merge`` and a
@@ -87,14 +89,13 @@ def create_train_state(
 
     def init_fn(key_data: jax.Array) -> TrainState:
         params = nnx.state(init_model(), nnx.Param)
-        return TrainState(
+        state = TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=optimizer.init(params),
             ema_params=params,
             key=key_data,
         )
+        return state if mesh is None else jax.lax.with_sharding_constraint(state, param_sharding(state, mesh))
 
-    out_shardings = None if mesh is None else replicated(mesh)
-    state = jax.jit(init_fn, out_shardings=out_shardings)(jax.random.key_data(key))
-    return graphdef, state
+    return graphdef, jax.jit(init_fn)(jax.random.key_data(key))

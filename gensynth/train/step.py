@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from gensynth.train.mesh import data_sharding, replicated
+from gensynth.train.mesh import data_sharding, param_sharding, replicated
 from gensynth.train.state import TrainState
 
 LossFn = Callable[[nnx.Module, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
@@ -61,9 +61,12 @@ def make_train_step(
         compute_dtype: dtype the parameters are cast to for the forward/backward pass
             (``jnp.bfloat16`` for mixed precision); the model's own compute ``dtype``
             should match.
-        mesh: device mesh; if given, the step is jitted with the state replicated and
-            the batch split over ``"data"`` (explicit in/out shardings). None jits
-            without sharding annotations.
+        mesh: device mesh; if given, the batch is split over ``("data", "fsdp")``,
+            the metrics are replicated, and the state is held to
+            ``param_sharding(state, mesh)`` on entry and exit (a sharding constraint
+            from the shapes, so no template state is needed; replicated when the
+            ``"fsdp"`` axis has size 1, FSDP otherwise). None jits without sharding
+            annotations.
         fuse_steps: k >= 1 steps per call; for k > 1 every batch leaf has a leading
             ``[k]`` axis (``[k, B, ...]``) and the k steps run in one ``lax.scan``.
 
@@ -90,7 +93,11 @@ def make_train_step(
     if fuse_steps < 1:
         raise ValueError(f"fuse_steps: expected an int >= 1, got {fuse_steps}")
 
+    def constrain(state: TrainState) -> TrainState:
+        return state if mesh is None else jax.lax.with_sharding_constraint(state, param_sharding(state, mesh))
+
     def single_step(state: TrainState, batch: Mapping[str, jax.Array]):
+        state = constrain(state)
         key = jax.random.fold_in(state.rng_key, state.step)
 
         def loss_of_params(params):
@@ -105,7 +112,7 @@ def make_train_step(
         metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
         metrics = _cast_floats(metrics, jnp.float32)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params)
-        return new_state, metrics
+        return constrain(new_state), metrics
 
     def fused_step(state: TrainState, batches: Mapping[str, jax.Array]):
         leading = {name: x.shape[:1] for name, x in batches.items()}
@@ -120,11 +127,11 @@ def make_train_step(
     if mesh is None:
         return jax.jit(train_step_fn, donate_argnums=(0,))
     batch_axis = 0 if fuse_steps == 1 else 1
-    state_sharding = replicated(mesh)
     batch_sharding = data_sharding(mesh, batch_axis + 1, batch_axis=batch_axis)
+    # The state's in/out shardings are None: `constrain` fixes them from the shapes.
     return jax.jit(
         train_step_fn,
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=(state_sharding, state_sharding),
+        in_shardings=(None, batch_sharding),
+        out_shardings=(None, replicated(mesh)),
         donate_argnums=(0,),
     )

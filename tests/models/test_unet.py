@@ -210,6 +210,8 @@ def test_invalid_inputs_raise(conditioned, change, match):
         ({"head_dim": 3}, "head_dim"),
         ({"dropout": 1.0}, "dropout"),
         ({"num_classes": 0}, "num_classes"),
+        ({"norm_eps": 0.0}, "norm_eps"),
+        ({"time_conditioning": "film"}, "time_conditioning"),
     ],
 )
 def test_invalid_config_raises(change, name):

@@ -26,6 +26,20 @@ def test_known_values():
     np.testing.assert_allclose(sinusoidal_embedding(jnp.array([3.0]), 4, max_period=100.0)[0, 1], np.cos(0.3), atol=1e-6)
 
 
+def test_frequency_shift_spreads_the_exponents_over_h_minus_s():
+    # dim 6 (h = 3), freq_shift 1: frequencies 1e4**(-i / 2) = 1, 0.01, 1e-4 (DDPM's embedding).
+    t = jnp.array([2.0, 500.0])
+    args = np.array([2.0, 500.0])[:, None] * np.array([1.0, 1e-2, 1e-4])
+    expected = np.concatenate([np.cos(args), np.sin(args)], axis=-1)
+    np.testing.assert_allclose(sinusoidal_embedding(t, 6, freq_shift=1.0), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("shift", [-1.0, 3.0])
+def test_rejects_frequency_shift_outside_half_width(shift):
+    with pytest.raises(ValueError, match="freq_shift"):
+        sinusoidal_embedding(jnp.zeros(1), 6, freq_shift=shift)
+
+
 @pytest.mark.parametrize("dim", [0, 5])
 def test_rejects_odd_or_zero_width(dim):
     with pytest.raises(ValueError, match="dim"):

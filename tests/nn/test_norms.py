@@ -72,3 +72,25 @@ def test_ada_group_norm_is_scale_shift_of_group_norm():
     expected = gn * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
     y = nnx.jit(lambda m, h, e: m(h, e))(ada, h, emb)
     np.testing.assert_allclose(y, expected, atol=1e-3, rtol=1e-3)
+
+
+def test_ada_group_norm_additive_adds_the_projection_before_the_norm():
+    rng = np.random.default_rng(4)
+    graphdef, state = nnx.split(
+        nnx.eval_shape(lambda: AdaGroupNorm(4, 5, groups=2, eps=1e-6, mode="additive", rngs=nnx.Rngs(0)))
+    )
+    ada = nnx.merge(graphdef, jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), a.dtype), state))
+    assert ada.proj.kernel.shape == (5, 4)  # one bias per channel, not a (scale, shift) pair
+    h = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+    emb = rng.normal(size=(2, 5)).astype(np.float32)
+    silu = emb / (1 + np.exp(-emb))
+    bias = silu @ np.asarray(ada.proj.kernel[...]) + np.asarray(ada.proj.bias[...])  # [B, C]
+    gamma, beta = np.asarray(ada.norm.scale[...]), np.asarray(ada.norm.bias[...])
+    expected = _reference_group_norm(h + bias[:, None, None, :], 2, gamma, beta, eps=1e-6)
+    y = nnx.jit(lambda m, h, e: m(h, e))(ada, h, emb)
+    np.testing.assert_allclose(y, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_ada_group_norm_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        AdaGroupNorm(4, 5, groups=2, mode="film", rngs=nnx.Rngs(0))

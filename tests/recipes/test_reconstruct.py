@@ -172,3 +172,23 @@ def test_new_options_are_validated(run_dir, capsys):
     argv = ["reconstruct", "--checkpoint", str(run_dir), "--data", "shepp_logan", "--operator", "ct",
             "--solver", "mbir"]
     assert cli.main(argv) == 2 and "volume solvers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("solver", ["projection", "mcg", "dps", "dds", "ccdf", "score_ald"])
+def test_run_solver_traces_under_an_outer_jit(solver):
+    """The experiments and benchmarks compile whole solves with the operator as a jit argument."""
+    schedule = diffusion.vp_schedule(diffusion.linear_betas(1000))
+    op, _ = rec.build_operator("ct", 8, mask="uniform1d", accel=4, views=6, angle_range=180, seed=0)
+    x = jnp.linspace(-1, 1, 64).reshape(8, 8)
+    y = op.A(x)[None]
+
+    def solve(op, y):
+        return rec.run_solver(
+            jax.random.key(0), solver, lambda x, t: jnp.zeros_like(x), schedule, "eps", op, y, jnp.zeros((1, 8, 8)),
+            steps=3, noise=0.01,
+        )
+
+    out, info = jax.jit(solve)(op, y)
+    eager, _ = solve(op, y)
+    assert out.shape == (1, 8, 8) and int(info["nfe"]) > 0
+    np.testing.assert_allclose(out, eager, atol=1e-4)

@@ -1,4 +1,4 @@
-"""Train state: born replicated on the mesh, only Params, typed keys."""
+"""Train state: born replicated (or FSDP-sharded) on the mesh, only Params, typed keys."""
 
 import jax
 import jax.numpy as jnp
@@ -7,9 +7,9 @@ import optax
 import pytest
 from flax import nnx
 
-from gensynth.train import TrainState, create_train_state, replicated
+from gensynth.train import TrainState, create_train_state, make_mesh, param_sharding, replicated
 
-from .train_testkit import TinyNet, init_model, mesh_and_fresh_state
+from .train_testkit import OPTIMIZER, TinyNet, init_model, init_wide_model, mesh_and_fresh_state
 
 
 def test_fresh_state_is_replicated_on_the_mesh():
@@ -27,6 +27,21 @@ def test_fresh_state_is_replicated_on_the_mesh():
     assert np.std(np.asarray(state.params["conv1"]["kernel"][...])) > 0  # initialised, not zeros
     model = nnx.merge(graphdef, state.params)
     assert isinstance(model, TinyNet)
+
+
+def test_state_is_born_fsdp_sharded_with_the_values_of_one_device():
+    mesh = make_mesh(8, fsdp=4)
+    _, state = create_train_state(jax.random.key(1), init_wide_model, OPTIMIZER, mesh=mesh)
+    _, state_1 = create_train_state(jax.random.key(1), init_wide_model, OPTIMIZER)
+    for leaf, expected in zip(jax.tree.leaves(state), jax.tree.leaves(param_sharding(state, mesh)), strict=True):
+        assert leaf.sharding == expected
+    kernel = state.params["conv1"]["kernel"][...]  # [3, 3, 1, 128]: each device holds 32 output channels
+    assert kernel.sharding.spec == jax.P(None, None, None, "fsdp")
+    assert {shard.data.shape for shard in kernel.addressable_shards} == {(3, 3, 1, 32)}
+    assert state.params["conv1"]["bias"][...].sharding.is_fully_replicated
+    assert state.step.sharding.is_fully_replicated and state.key.sharding.is_fully_replicated
+    for leaf, leaf_1 in zip(jax.tree.leaves(state), jax.tree.leaves(state_1), strict=True):
+        np.testing.assert_array_equal(leaf, leaf_1)  # partitionable threefry: the same draws on any mesh
 
 
 def test_state_works_under_eval_shape():

@@ -59,6 +59,11 @@ def init_model() -> TinyNet:
     return TinyNet(rngs=nnx.Rngs(0))
 
 
+def init_wide_model() -> TinyNet:
+    """TinyNet whose two kernels (1152 elements each) are large enough for FSDP to split."""
+    return TinyNet(hidden=128, rngs=nnx.Rngs(0))
+
+
 # One optimiser and EMA decay for every test, so each program compiles once per process.
 OPTIMIZER = make_optimizer(1e-2, warmup_steps=2)
 EMA_DECAY = 0.9
