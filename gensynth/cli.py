@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gensynth import runtime
+from gensynth import bench, runtime
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -52,13 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser(
         "sample",
-        help="sample images from a trained run with DDIM (or DDPM)",
+        help="sample images from a trained run with DDIM or DPM-Solver++",
         description="Loads the latest checkpoint of a run (EMA weights) and writes a PNG grid and a NIfTI stack.",
     )
     sample.add_argument("--run-dir", required=True, help="a run folder written by `gensynth train` or `demo`")
     sample.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
-    sample.add_argument("--steps", type=int, help="DDIM steps (default: the run's sample.num_steps)")
-    sample.add_argument("--eta", type=float, help="DDIM eta: 0 deterministic, 1 ancestral (default: the run's sample.eta)")
+    # Choices are repeated from gensynth.recipes.image_diffusion.SAMPLERS so that --help needs no jax import.
+    sample.add_argument(
+        "--sampler", default="ddim", choices=("ddim", "dpm++2m", "dpm++3m"),
+        help="ddim, or DPM-Solver++ multistep of order 2 or 3 (fewer steps for the same quality) (default: ddim)",
+    )
+    sample.add_argument(
+        "--steps", type=int, help="sampler steps = network evaluations (default: the run's sample.num_steps)"
+    )
+    sample.add_argument(
+        "--eta", type=float,
+        help="ddim: 0 deterministic, 1 ancestral (default: the run's sample.eta); dpm++: 0 the ODE solver "
+        "(default), 1 the SDE variant (dpm++2m only)",
+    )
     sample.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     sample.add_argument("--out", help="output folder (default: a new samples-* folder in the run)")
 
@@ -107,11 +118,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--seed", type=int, default=0, help="seed of mask, noise and solver (default: 0)")
     rec.add_argument("--out", help="output folder (default: a new reconstruct-* folder in the run)")
+
+    bench_parser = sub.add_parser(
+        "bench",
+        help="run a benchmark suite beside the PyTorch peers (MONAI, diffusers, deepinv); needs a source checkout",
+        description=(
+            "Runs benchmarks/suite.py of the source checkout: U-Net train step, DDIM, PC sampling and MRI solves, "
+            "alternating with the peers in their own Python; writes benchmarks/results/suite-SUITE-DEVICE.json and "
+            ".md and prints the ratio table (see benchmarks/README.md)."
+        ),
+    )
+    bench.add_arguments(bench_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":  # before jax starts: the suite sets it up itself (compile cache off)
+        try:
+            bench.run(args)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"gensynth bench: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     runtime.configure()
     from gensynth.recipes import image_diffusion as recipe
 
@@ -126,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run written to {run_dir}")
         elif args.command == "sample":
             out = recipe.sample_cli(
-                run_dir=args.run_dir, num=args.num, steps=args.steps, eta=args.eta, seed=args.seed, out=args.out
+                run_dir=args.run_dir, num=args.num, steps=args.steps, eta=args.eta, seed=args.seed, out=args.out,
+                sampler=args.sampler,
             )
             print(f"samples written to {out}")
         elif args.command == "reconstruct":

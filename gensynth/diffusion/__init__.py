@@ -1,5 +1,5 @@
 """Diffusion core: schedules, SDEs, forward processes, parameterisations, losses, guidance and
-samplers (DDPM, DDIM, predictor-corrector), plus exact Gaussian denoisers for tests.
+samplers (DDPM, DDIM, DPM-Solver++, predictor-corrector), plus exact Gaussian denoisers for tests.
 
 Conventions:
   - Discrete VP steps are integers ``t in {0..T-1}`` (code convention; book ``t = t + 1``).
@@ -12,6 +12,7 @@ Conventions:
 from gensynth.diffusion.analytic import gaussian_eps_fn, gaussian_score_fn
 from gensynth.diffusion.ddim import ddim_invert, ddim_sample, ddim_step
 from gensynth.diffusion.ddpm import ddpm_sample, ddpm_step
+from gensynth.diffusion.dpm_solver import dpm_solver_pp_sample, dpm_solver_pp_step, half_log_snr, logsnr_timesteps
 from gensynth.diffusion.forward import q_sample, ve_perturb
 from gensynth.diffusion.guidance import (
     cfg_combine,
@@ -64,14 +65,18 @@ __all__ = [
     "ddpm_step",
     "diffusion_loss",
     "discretized_gaussian_log_likelihood",
+    "dpm_solver_pp_sample",
+    "dpm_solver_pp_step",
     "drop_labels",
     "dsm_loss_ve",
     "eps_to_score",
     "eps_to_x0",
     "gaussian_eps_fn",
     "gaussian_score_fn",
+    "half_log_snr",
     "langevin_step",
     "linear_betas",
+    "logsnr_timesteps",
     "make_cfg_model_fn",
     "make_classifier_guided_eps_fn",
     "model_output_to_eps_x0",

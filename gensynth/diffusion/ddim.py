@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from gensynth.diffusion.chain import ModelFn, reverse_chain, sample_shape
+from gensynth.diffusion.chain import ModelFn, chosen_steps, reverse_chain, sample_shape
 from gensynth.diffusion.parameterization import (
     PREDICTIONS,
     broadcast_coef,
     model_output_to_eps_x0,
 )
-from gensynth.diffusion.schedules import VPSchedule, respace, spaced_timesteps
+from gensynth.diffusion.schedules import VPSchedule, respace
 
 ETA_MODES = ("ddim", "dds")
 
@@ -137,7 +137,7 @@ def ddim_sample(
     if eta_mode not in ETA_MODES:
         raise ValueError(f"eta_mode must be one of {ETA_MODES}, got {eta_mode!r}")
     shape = sample_shape(shape, x_T)
-    tau = _chosen_steps(schedule.num_timesteps, num_steps, timesteps)
+    tau = chosen_steps(schedule.num_timesteps, num_steps, timesteps)
     return _ddim_sample(key, x_T, schedule, eta, model_fn, shape, tau, eta_mode, prediction, clip_x0)
 
 
@@ -193,7 +193,7 @@ def ddim_invert(
     """
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    tau = _chosen_steps(schedule.num_timesteps, num_steps, timesteps)
+    tau = chosen_steps(schedule.num_timesteps, num_steps, timesteps)
     return _ddim_invert(x0, schedule, model_fn, tau, prediction)
 
 
@@ -212,12 +212,3 @@ def _ddim_invert(x0, schedule, model_fn, tau, prediction):
 
     return jax.lax.fori_loop(0, schedule.num_timesteps, body, x0)
 
-
-def _chosen_steps(T: int, num_steps: int | None, timesteps: Sequence[int] | None) -> tuple[int, ...]:
-    """The static (hashable) step subset from either ``num_steps`` or ``timesteps``; ``respace``
-    checks that the steps are distinct and in range."""
-    if num_steps is not None and timesteps is not None:
-        raise ValueError("give num_steps or timesteps, not both")
-    if timesteps is None:
-        return tuple(spaced_timesteps(T, T if num_steps is None else num_steps).tolist())
-    return tuple(sorted(int(s) for s in timesteps))

@@ -1,4 +1,4 @@
-"""Pixel-space image diffusion: config, data, training, DDIM sampling, and the `gensynth demo` run.
+"""Pixel-space image diffusion: config, data, training, DDIM or DPM-Solver++ sampling, and the `gensynth demo` run.
 
 The pieces (U-Net, schedule, loss, train step, sampler, loader) live in their subpackages;
 this module wires them for the `gensynth train | sample | demo` commands and for tests.
@@ -212,20 +212,50 @@ def make_loss_fn(cfg: ImageDiffusionConfig, schedule: diffusion.VPSchedule):
     return loss_fn
 
 
-def make_sample_fn(graphdef: nnx.GraphDef, cfg: ImageDiffusionConfig, schedule: diffusion.VPSchedule):
-    """Jitted `sample_fn(params, key, num, num_steps, eta) -> [num, H, W, C]` (DDIM, one program)."""
+# `gensynth sample --sampler`: DDIM, or DPM-Solver++ multistep of order 2 / 3 (its name -> order)
+SAMPLERS = ("ddim", "dpm++2m", "dpm++3m")
+DPM_SOLVER_ORDERS = {"dpm++2m": 2, "dpm++3m": 3}
+SAMPLER_TITLES = {"ddim": "DDIM", "dpm++2m": "DPM-Solver++(2M)", "dpm++3m": "DPM-Solver++(3M)"}
+
+
+def check_sampler(sampler: str, eta: float) -> None:
+    """Raises ValueError unless `sampler` is one of SAMPLERS and `eta` suits it: DDIM takes any eta
+    in [0, 1]; DPM-Solver++ 0 (the ODE solver) or, dpm++2m only, 1 (SDE-DPM-Solver++(2M), whose
+    first-order step is DDIM's eta = 1 step)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"--sampler={sampler!r}: expected one of {SAMPLERS}")
+    if sampler == "ddim" and not 0.0 <= eta <= 1.0:
+        raise ValueError(f"--eta={eta}: ddim takes a value in [0, 1]")
+    if sampler == "dpm++2m" and eta not in (0.0, 1.0):
+        raise ValueError(f"--eta={eta}: dpm++2m takes 0 (the ODE solver) or 1 (its SDE variant)")
+    if sampler == "dpm++3m" and eta != 0.0:
+        raise ValueError(f"--eta={eta}: dpm++3m takes 0 (the ODE solver; it has no SDE variant)")
+
+
+def make_sample_fn(
+    graphdef: nnx.GraphDef, cfg: ImageDiffusionConfig, schedule: diffusion.VPSchedule, sampler: str = "ddim"
+):
+    """Jitted `sample_fn(params, key, num, num_steps, eta) -> [num, H, W, C]`: the whole sampler in one program.
+
+    `sampler` is one of SAMPLERS; `num_steps` network evaluations on DDIM's evenly spaced steps;
+    `eta` (static, checked by `check_sampler` when traced) is DDIM's eta, or for DPM-Solver++ 0
+    (the ODE solver) / 1 (the SDE variant).
+    """
+    check_sampler(sampler, 0.0)
     size, channels = cfg.data.image_size, image_channels(cfg.data)
 
-    @partial(jax.jit, static_argnums=(2, 3))
+    @partial(jax.jit, static_argnums=(2, 3, 4))
     def sample_fn(params, key, num, num_steps, eta):
+        check_sampler(sampler, eta)
         model = nnx.merge(graphdef, params)
-        return diffusion.ddim_sample(
-            key,
-            lambda x, t: model(x, t),
-            schedule,
-            (num, size, size, channels),
+        args = (key, lambda x, t: model(x, t), schedule, (num, size, size, channels))
+        if sampler == "ddim":
+            return diffusion.ddim_sample(*args, num_steps=num_steps, eta=eta, prediction=cfg.diffusion.prediction)
+        return diffusion.dpm_solver_pp_sample(
+            *args,
             num_steps=num_steps,
-            eta=eta,
+            order=DPM_SOLVER_ORDERS[sampler],
+            stochastic=eta == 1.0,
             prediction=cfg.diffusion.prediction,
         )
 
@@ -379,9 +409,11 @@ def sample_images(
     num: int,
     num_steps: int,
     eta: float,
+    sampler: str = "ddim",
 ) -> tuple[np.ndarray, float]:
-    """DDIM samples `[num, H, W, C]` in [-1, 1] and the wall time in seconds (compile included)."""
-    sample_fn = make_sample_fn(graphdef, cfg, schedule)
+    """Samples `[num, H, W, C]` in [-1, 1] with `sampler` (one of SAMPLERS, see `check_sampler` for
+    `eta`) and the wall time in seconds (compile included)."""
+    sample_fn = make_sample_fn(graphdef, cfg, schedule, sampler)
     began = time.perf_counter()
     images = np.asarray(jax.device_get(sample_fn(params, jax.random.key(seed), num, num_steps, eta)))
     return images, time.perf_counter() - began
@@ -406,23 +438,32 @@ def train_cli(
 
 
 def sample_cli(
-    *, run_dir: str, num: int, steps: int | None, eta: float | None, seed: int, out: str | None
+    *,
+    run_dir: str,
+    num: int,
+    steps: int | None,
+    eta: float | None,
+    seed: int,
+    out: str | None,
+    sampler: str = "ddim",
 ) -> pathlib.Path:
-    """`gensynth sample`: DDIM samples from a run's EMA weights into a new folder.
+    """`gensynth sample`: samples from a run's EMA weights into a new folder, with DDIM or DPM-Solver++.
 
-    `steps` and `eta` default to the run's `sample` config.
+    `steps` defaults to the run's `sample.num_steps`; `eta` to the run's `sample.eta` for DDIM
+    and to 0 (the ODE solver) for DPM-Solver++, whose sampler is not part of the run's config.
     """
     cfg, graphdef, state = restore_run(run_dir)
     steps = cfg.sample.num_steps if steps is None else steps
-    eta = cfg.sample.eta if eta is None else eta
+    if eta is None:
+        eta = cfg.sample.eta if sampler == "ddim" else 0.0
     if num <= 0 or steps <= 0:
         raise ValueError(f"--num={num} and --steps={steps}: must be positive")
     schedule = build_schedule(cfg.diffusion)
     images, seconds = sample_images(
-        graphdef, state.ema_params, cfg, schedule, seed=seed, num=num, num_steps=steps, eta=eta
+        graphdef, state.ema_params, cfg, schedule, seed=seed, num=num, num_steps=steps, eta=eta, sampler=sampler
     )
     out_dir = pathlib.Path(out) if out else runs.new_run_dir(run_dir, "samples")
-    title = f"DDIM {steps} steps, eta {eta}, step {int(state.step)}"
+    title = f"{SAMPLER_TITLES[sampler]} {steps} steps, eta {eta}, step {int(state.step)}"
     write_samples(out_dir, images, pixel_mm=pixel_spacing_mm(cfg.data), title=title)
     print(f"sampled {num} images in {seconds:.1f} s")
     return out_dir
