@@ -3,7 +3,7 @@ pattern-agnostic check against a supervised U-Net.
 
 Settings: single-coil and 4-coil (birdcage maps) MRI with uniform1d x4, gaussian1d x4,
 gaussian2d x8 and Poisson-disc x8 masks on the held-out MNI152 slices (real images, via
-:class:`gensynth.inverse.RealImage`); sparse-view CT with 8 and 16 views and limited-angle CT
+:class:`gensynth.inverse.RealImage`); sparse-view CT with 8, 16 and 30 views and limited-angle CT
 (60 views, 2 degrees apart, over 120 degrees) on held-out phantoms plus pydicom's CT slice.
 Noise std :data:`~ch07.tasks.NOISE` on the measured entries.
 
@@ -32,6 +32,7 @@ SETTINGS = (
       (("uniform1d", 4), ("gaussian1d", 4), ("gaussian2d", 8), ("poisson", 8))),
     Setting("CT 8 views", "ct", views=8),
     Setting("CT 16 views", "ct", views=16),
+    Setting("CT 30 views", "ct", views=30),
     Setting("CT limited 120deg", "ct", views=60, angle_range=120.0),
 )
 FULL = ("MRI 1c gaussian1d x4", "CT 16 views")  # settings that get every solver
