@@ -265,6 +265,21 @@ def serve(handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> No
         replies.flush()
 
 
+def serve_peer(make_peer: Callable[[dict[str, Any]], Any], commands: Sequence[str]) -> None:
+    """:func:`serve` for a peer object: ``setup`` builds it with ``make_peer(message)`` and replies
+    with its ``describe()``; every other command calls its method of the same name."""
+    state: dict[str, Any] = {}
+
+    def setup(message: dict[str, Any]) -> dict[str, Any]:
+        state["peer"] = make_peer(message)
+        return state["peer"].describe()
+
+    def method(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda message: getattr(state["peer"], name)(message)
+
+    serve({"setup": setup, **{name: method(name) for name in commands}})
+
+
 # ---------------------------------------------------------------- results
 
 

@@ -227,19 +227,7 @@ class Peer:
 
 def main() -> None:
     """Serves requests on stdin/stdout until ``{"cmd": "exit"}``."""
-    state: dict[str, Peer] = {}
-
-    def setup(message: dict[str, Any]) -> dict[str, Any]:
-        state["peer"] = Peer(message)
-        return state["peer"].describe()
-
-    common.serve(
-        {
-            "setup": setup,
-            "network": lambda m: state["peer"].network(m),
-            "dps": lambda m: state["peer"].dps(m),
-        }
-    )
+    common.serve_peer(Peer, ("network", "dps"))
 
 
 if __name__ == "__main__":

@@ -225,20 +225,7 @@ def _ddim_fn(net, forward, scheduler, step, shape, steps, gen, autocast):
 
 def main() -> None:
     """Serves requests on stdin/stdout until ``{"cmd": "exit"}``."""
-    state: dict[str, Peer] = {}
-
-    def setup(message: dict[str, Any]) -> dict[str, Any]:
-        state["peer"] = Peer(message)
-        return state["peer"].describe()
-
-    common.serve(
-        {
-            "setup": setup,
-            "prepare": lambda m: state["peer"].prepare(m),
-            "run": lambda m: state["peer"].run(m),
-            "drop": lambda m: state["peer"].drop(m),
-        }
-    )
+    common.serve_peer(Peer, ("prepare", "run", "drop"))
 
 
 if __name__ == "__main__":
