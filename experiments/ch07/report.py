@@ -5,15 +5,10 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
+from report_kit import Claims, markdown
 
 from ch07 import e2_trained
 from gensynth import figures
-
-
-def markdown(headers: list[str], rows: list[list[str]]) -> str:
-    """A markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def _pm(r: dict, key: str, fmt: str) -> str:
@@ -54,10 +49,8 @@ def _find(records: list[dict], setting: str, method: str) -> dict | None:
 
 def directions(e2: list[dict] | None, e3: list[dict] | None, e4: list[dict] | None) -> str:
     """The chapter's directions, each stated with the numbers measured here and a verdict."""
-    lines = []
-
-    def say(claim: str, holds: bool, evidence: str) -> None:
-        lines.append(f"- **{'holds' if holds else 'does not hold'}** — {claim}: {evidence}")
+    claims = Claims()
+    say = claims.say
 
     for setting in e2_trained.FULL if e2 else ():
         dds, pocs, base = (_find(e2, setting, m) for m in ("dds", "projection", "zero-filled/FBP"))
@@ -92,7 +85,7 @@ def directions(e2: list[dict] | None, e3: list[dict] | None, e4: list[dict] | No
         say("TV along z improves coronal/sagittal PSNR at no extra NFE", min(gain) > 0,
             f"coronal {a['psnr_coronal']:.2f} -> {b['psnr_coronal']:.2f} dB, sagittal {a['psnr_sagittal']:.2f} -> "
             f"{b['psnr_sagittal']:.2f} dB, z-gradient error {a['z_grad_err']:.3f} -> {b['z_grad_err']:.3f}")
-    return "\n".join(lines) + "\n"
+    return claims.markdown()
 
 
 def e2_figures(folder: pathlib.Path, records: list[dict], examples: dict) -> None:

@@ -12,7 +12,12 @@ Conventions:
 from gensynth.diffusion.analytic import gaussian_eps_fn, gaussian_score_fn
 from gensynth.diffusion.ddim import ddim_invert, ddim_sample, ddim_step
 from gensynth.diffusion.ddpm import ddpm_sample, ddpm_step
-from gensynth.diffusion.dpm_solver import dpm_solver_pp_sample, dpm_solver_pp_step, half_log_snr, logsnr_timesteps
+from gensynth.diffusion.dpm_solver import (
+    dpm_solver_pp_sample,
+    dpm_solver_pp_step,
+    half_log_snr,
+    logsnr_timesteps,
+)
 from gensynth.diffusion.forward import q_sample, ve_perturb
 from gensynth.diffusion.guidance import (
     cfg_combine,
@@ -20,6 +25,15 @@ from gensynth.diffusion.guidance import (
     drop_labels,
     make_cfg_model_fn,
     make_classifier_guided_eps_fn,
+)
+from gensynth.diffusion.latent import (
+    Condition,
+    decode_from_latents,
+    drop_condition,
+    encode_to_latents,
+    estimate_latent_scale,
+    make_conditional_model_fn,
+    null_condition,
 )
 from gensynth.diffusion.likelihood import discretized_gaussian_log_likelihood, normal_kl
 from gensynth.diffusion.losses import diffusion_loss, dsm_loss_ve
@@ -53,6 +67,7 @@ from gensynth.diffusion.sde import VESDE, VPSDE
 __all__ = [
     "VESDE",
     "VPSDE",
+    "Condition",
     "VPSchedule",
     "broadcast_coef",
     "cfg_combine",
@@ -63,14 +78,18 @@ __all__ = [
     "ddim_step",
     "ddpm_sample",
     "ddpm_step",
+    "decode_from_latents",
     "diffusion_loss",
     "discretized_gaussian_log_likelihood",
     "dpm_solver_pp_sample",
     "dpm_solver_pp_step",
+    "drop_condition",
     "drop_labels",
     "dsm_loss_ve",
+    "encode_to_latents",
     "eps_to_score",
     "eps_to_x0",
+    "estimate_latent_scale",
     "gaussian_eps_fn",
     "gaussian_score_fn",
     "half_log_snr",
@@ -79,8 +98,10 @@ __all__ = [
     "logsnr_timesteps",
     "make_cfg_model_fn",
     "make_classifier_guided_eps_fn",
+    "make_conditional_model_fn",
     "model_output_to_eps_x0",
     "normal_kl",
+    "null_condition",
     "pc_sample",
     "q_posterior_mean_variance",
     "q_sample",

@@ -26,6 +26,7 @@ from gensynth.diffusion.schedules import VPSchedule
 from gensynth.diffusion.sde import VESDE
 
 ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
+LOSS_TYPES = ("l2", "l1")  # the norm of L_simple: squared error (DDPM) or absolute error (ch. 4, Eq. 4.7)
 
 
 def diffusion_loss(
@@ -37,6 +38,7 @@ def diffusion_loss(
     prediction: str = "eps",
     hybrid: bool = False,
     vlb_weight: float = 1.0,
+    loss_type: str = "l2",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """VP diffusion loss with one uniformly drawn step per example.
 
@@ -58,6 +60,9 @@ def diffusion_loss(
     ``w = 0.001 * 1000 = 1`` for T = 1000 (spec ch. 2, Sect. 2.9 and erratum 13). Use
     ``vlb_weight = 0.001 * T`` for other T.
 
+    With ``loss_type="l1"`` ``L_simple`` is the per-pixel mean *absolute* error instead,
+    ``mean |eps - eps_theta|`` (book ch. 4, Eq. 4.7; brainSPADE's L1 flag, ch. 1 erratum 4).
+
     Args:
       key: PRNG key (split here for the step indices and the noise).
       model_fn: ``model_fn(x_t, t) -> out`` with ``x_t`` ``[B, ..., C]`` and ``t`` ``[B]`` int32
@@ -69,19 +74,23 @@ def diffusion_loss(
       prediction: ``"eps"``, ``"x0"`` or ``"v"``.
       hybrid: add ``L_vlb`` with a learned variance (iDDPM).
       vlb_weight: weight ``lambda * T`` of the one-step VLB term.
+      loss_type: ``"l2"`` (mean squared error) or ``"l1"`` (mean absolute error) for ``L_simple``.
 
     Returns:
-      ``(loss, metrics)``: scalar loss, and scalars ``"loss"``, ``"mse"`` and (hybrid) ``"vlb"``
-      (bits/dim).
+      ``(loss, metrics)``: scalar loss, and scalars ``"loss"``, ``"mse"`` (``"l2"``) or ``"mae"``
+      (``"l1"``) and (hybrid) ``"vlb"`` (bits/dim).
 
     Raises:
-      ValueError: for an unknown ``prediction`` or an output with the wrong channel count.
+      ValueError: for an unknown ``prediction`` or ``loss_type``, or an output with the wrong
+        channel count.
 
     References:
       Ho et al. 2020, Eq. 14; Nichol & Dhariwal 2021, Sect. 3.1; book ch. 2, Eqs. 2.27-2.30.
     """
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     t_key, noise_key = jax.random.split(key)
     t = jax.random.randint(t_key, (x0.shape[0],), 0, schedule.num_timesteps)
     x_t, eps = q_sample(noise_key, x0, t, schedule)
@@ -94,13 +103,15 @@ def diffusion_loss(
             f"(C={C} data channels), got {out.shape[-1]}"
         )
     target = {"eps": eps, "x0": x0, "v": v_target(eps, x0, schedule.alpha_bar[t])}[prediction]
-    mse = _mean_flat((pred - target) ** 2)  # [B]
+    err = pred - target
+    simple = _mean_flat(err**2 if loss_type == "l2" else jnp.abs(err))  # [B]
+    name = "mse" if loss_type == "l2" else "mae"
     if not hybrid:
-        loss = jnp.mean(mse)
-        return loss, {"loss": loss, "mse": loss}
+        loss = jnp.mean(simple)
+        return loss, {"loss": loss, name: loss}
     vlb = _vlb_bits_per_dim(jax.lax.stop_gradient(pred), r, x0, x_t, t, schedule, prediction)
-    loss = jnp.mean(mse + vlb_weight * vlb)
-    return loss, {"loss": loss, "mse": jnp.mean(mse), "vlb": jnp.mean(vlb)}
+    loss = jnp.mean(simple + vlb_weight * vlb)
+    return loss, {"loss": loss, name: jnp.mean(simple), "vlb": jnp.mean(vlb)}
 
 
 def _vlb_bits_per_dim(pred, r, x0, x_t, t, schedule, prediction) -> jax.Array:

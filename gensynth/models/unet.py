@@ -18,6 +18,14 @@ from gensynth.nn import (
 )
 from gensynth.nn.norms import CONDITIONING_MODES
 
+# `remat` choices: the jax.checkpoint policy each checkpointed block runs under (True: "nothing_saveable").
+REMAT_POLICIES = {
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,  # keep block inputs only, recompute the rest
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,  # also keep conv and matmul outputs
+    # also keep matmuls without batch dimensions (the Linear layers, not the convs or attention scores)
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
 
 class _Stage(nnx.Module):
     """One U-Net stage: a ResBlock, then (at attention levels) self- and cross-attention."""
@@ -38,18 +46,22 @@ class _Stage(nnx.Module):
         dropout: float,
         dtype,
         rngs: nnx.Rngs,
+        label_channels: int | None = None,
+        spade_hidden: int = 128,
     ):
         self.res = ResBlock(
             in_channels, out_channels, emb_dim, spatial_dims=spatial_dims, groups=groups, norm_eps=norm_eps,
-            time_conditioning=time_conditioning, dropout=dropout, dtype=dtype, rngs=rngs,
+            time_conditioning=time_conditioning, dropout=dropout, label_channels=label_channels,
+            spade_hidden=spade_hidden, dtype=dtype, rngs=rngs,
         )  # fmt: skip
         attn = {"head_dim": head_dim, "groups": groups, "norm_eps": norm_eps, "dtype": dtype, "rngs": rngs}
         self.self_attn = SelfAttention(out_channels, **attn) if attend else None
         self.cross_attn = CrossAttention(out_channels, context_dim, **attn) if attend and context_dim is not None else None
 
-    def __call__(self, h, emb, context, dropout_key):
-        """`h` [B, *S, C_in], `emb` [B, E], `context` [B, L, context_dim] or None -> [B, *S, C_out]."""
-        h = self.res(h, emb, dropout_key=dropout_key)
+    def __call__(self, h, emb, context, dropout_key, label_map=None):
+        """`h` [B, *S, C_in], `emb` [B, E], `context` [B, L, context_dim] or None, `label_map`
+        [B, *S', K] (SPADE stages) or None -> [B, *S, C_out]."""
+        h = self.res(h, emb, label_map=label_map, dropout_key=dropout_key)
         if self.self_attn is not None:
             h = self.self_attn(h)
         if self.cross_attn is not None:
@@ -71,6 +83,11 @@ class UNet(nnx.Module):
     ResBlock through `GN(h) * (1 + scale) + shift`, or through `GN(h + bias)` when
     `time_conditioning="additive"`.
 
+    With `label_channels` (semantic diffusion, SDM / NASDM) the middle and decoder ResBlocks
+    normalise with `SpadeGroupNorm` on a label map `[B, *S, K]` given at call time (resized nearest
+    to each resolution); the encoder, the attention blocks and the head keep plain group norms, and
+    the time embedding still enters by scale-shift (or additively) after the SPADE modulation.
+
     With `time_conditioning="additive"`, `norm_eps=1e-6` this is MONAI's `DiffusionModelUNet`
     (and with `norm_eps=1e-5` diffusers' `UNet2DModel`) of the same sizes, parameter for parameter:
     `monai_unet_kwargs` / `diffusers_unet_kwargs` build the keyword arguments from a peer's
@@ -90,12 +107,21 @@ class UNet(nnx.Module):
         `num_classes + 1` rows; label `num_classes` is the "null" label for classifier-free
         guidance.
       context_dim: width of the cross-attention context tokens, or None for no cross-attention.
+      label_channels: channels K of a SPADE label map conditioning the middle and decoder ResBlocks
+        (NASDM: 7 one-hot classes + 1 edge map = 8), or None. An all-zero map is the null condition.
+      spade_hidden: width of the SPADE layers' shared conv (SDM: 128).
       groups: GroupNorm groups; must divide every level's width.
       norm_eps: epsilon of every GroupNorm (ResBlocks, attention, head).
       time_conditioning: "scale_shift" (ADM's AdaGN) or "additive" (DDPM, MONAI, diffusers); see
         `gensynth.nn.AdaGroupNorm`.
       freq_shift: frequency shift of the sinusoidal time embedding (see
         `gensynth.nn.sinusoidal_embedding`); 1 reproduces the original DDPM embedding.
+      remat: rematerialise each ResBlock stage (with its attention) under `nnx.remat` to save
+        activation memory in the backward pass (3D volumes): False (off), True (the
+        "nothing_saveable" policy) or a key of `REMAT_POLICIES`. Outputs and gradients are
+        unchanged; the backward pass recomputes each stage's forward pass. On CPU the saving needs
+        `XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false` (XLA's default CPU
+        scheduler hoists the recomputation into the forward pass).
       dtype: compute dtype (e.g. bfloat16 on accelerators); parameters are float32 and the output
         is float32.
       rngs: `params` stream for initialisation. The module keeps no random state.
@@ -106,7 +132,8 @@ class UNet(nnx.Module):
     References:
       Nichol & Dhariwal, "Improved Denoising Diffusion Probabilistic Models", ICML 2021;
       Dhariwal & Nichol, "Diffusion Models Beat GANs on Image Synthesis", NeurIPS 2021;
-      Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022.
+      Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022;
+      Wang et al., "Semantic Image Synthesis via Diffusion Models" (SDM), 2022.
 
     >>> net = UNet(1, 1, channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
     ...            head_dim=8, groups=4, rngs=nnx.Rngs(0))
@@ -128,10 +155,13 @@ class UNet(nnx.Module):
         dropout: float = 0.0,
         num_classes: int | None = None,
         context_dim: int | None = None,
+        label_channels: int | None = None,
+        spade_hidden: int = 128,
         groups: int = 32,
         norm_eps: float = 1e-5,
         time_conditioning: str = "scale_shift",
         freq_shift: float = 0.0,
+        remat: bool | str = False,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -143,11 +173,16 @@ class UNet(nnx.Module):
         self.num_res_blocks = num_res_blocks
         self.num_classes = num_classes
         self.context_dim = context_dim
+        self.label_channels = label_channels
         self.dtype = dtype
+        self.remat = _remat_policy_name(remat)
         emb_dim = 4 * channels
         res = {"groups": groups, "norm_eps": norm_eps, "time_conditioning": time_conditioning, "dropout": dropout}
         stage = {"spatial_dims": spatial_dims, "head_dim": head_dim, "context_dim": context_dim, "dtype": dtype,
                  "rngs": rngs, **res}  # fmt: skip
+        if label_channels is not None and label_channels < 1:
+            raise ValueError(f"label_channels must be None or >= 1, got {label_channels}")
+        spade = {"label_channels": label_channels, "spade_hidden": spade_hidden}  # middle and decoder only
 
         self.time_embed = TimestepEmbedding(channels, emb_dim, freq_shift=freq_shift, dtype=dtype, rngs=rngs)
         self.class_embed = nnx.Embed(num_classes + 1, emb_dim, dtype=dtype, rngs=rngs) if num_classes is not None else None
@@ -167,14 +202,16 @@ class UNet(nnx.Module):
         self.down = nnx.List(down)
         self.downsample = nnx.List(downsample)
 
-        self.mid = _Stage(width, width, emb_dim, attend=True, **stage)
-        self.mid_out = ResBlock(width, width, emb_dim, spatial_dims=spatial_dims, dtype=dtype, rngs=rngs, **res)
+        self.mid = _Stage(width, width, emb_dim, attend=True, **stage, **spade)
+        self.mid_out = ResBlock(
+            width, width, emb_dim, spatial_dims=spatial_dims, dtype=dtype, rngs=rngs, **res, **spade
+        )  # fmt: skip
 
         up, upsample = [], []
         for level in reversed(range(self.num_levels)):
             for _ in range(num_res_blocks + 1):
                 out = channels * channel_mult[level]
-                up.append(_Stage(width + skips.pop(), out, emb_dim, attend=level in attention_levels, **stage))
+                up.append(_Stage(width + skips.pop(), out, emb_dim, attend=level in attention_levels, **stage, **spade))
                 width = out
             if level > 0:
                 upsample.append(Upsample(width, spatial_dims=spatial_dims, dtype=dtype, rngs=rngs))
@@ -191,6 +228,7 @@ class UNet(nnx.Module):
         *,
         y: jax.Array | None = None,
         context: jax.Array | None = None,
+        label_map: jax.Array | None = None,
         dropout_key: jax.Array | None = None,
     ) -> jax.Array:
         """Runs the network.
@@ -203,6 +241,8 @@ class UNet(nnx.Module):
             net was built with `num_classes`.
           context: `[B, L, context_dim]` cross-attention tokens; required iff the net was built
             with `context_dim`.
+          label_map: `[B, *S', label_channels]` SPADE label map at any resolution (usually that of
+            `x`); required iff the net was built with `label_channels`.
           dropout_key: typed PRNG key; dropout is active only when it is given.
 
         Returns:
@@ -211,7 +251,7 @@ class UNet(nnx.Module):
         Raises:
           ValueError: if an input's shape or presence does not match the configuration.
         """
-        self._check_inputs(x, t, y, context)
+        self._check_inputs(x, t, y, context, label_map)
         emb = self.time_embed(t)  # [B, E]
         if self.class_embed is not None:
             emb = emb + self.class_embed(y)
@@ -221,32 +261,39 @@ class UNet(nnx.Module):
         def key(i):  # one dropout key per ResBlock, numbered in execution order
             return None if dropout_key is None else jax.random.fold_in(dropout_key, i)
 
+        stage_fn = self._checkpointed(lambda stage, *args: stage(*args))
+        res_fn = self._checkpointed(lambda res, h, emb, label_map, k: res(h, emb, label_map=label_map, dropout_key=k))
         n = self.num_res_blocks
         h = self.stem(x.astype(self.dtype))
         hs = [h]
         for level in range(self.num_levels):
             for j in range(level * n, (level + 1) * n):
-                h = self.down[j](h, emb, context, key(j))
+                h = stage_fn(self.down[j], h, emb, context, key(j))
                 hs.append(h)
             if level < self.num_levels - 1:
                 h = self.downsample[level](h)
                 hs.append(h)
 
         offset = len(self.down)
-        h = self.mid(h, emb, context, key(offset))
-        h = self.mid_out(h, emb, dropout_key=key(offset + 1))
+        h = stage_fn(self.mid, h, emb, context, key(offset), label_map)
+        h = res_fn(self.mid_out, h, emb, label_map, key(offset + 1))
 
         offset += 2
         for i in range(self.num_levels):
             for j in range(i * (n + 1), (i + 1) * (n + 1)):
-                h = self.up[j](jnp.concatenate([h, hs.pop()], axis=-1), emb, context, key(offset + j))
+                joined = jnp.concatenate([h, hs.pop()], axis=-1)
+                h = stage_fn(self.up[j], joined, emb, context, key(offset + j), label_map)
             if i < self.num_levels - 1:
                 h = self.upsample[i](h)
 
         h = self.head_conv(nnx.silu(self.head_norm(h)))
         return h.astype(jnp.float32)
 
-    def _check_inputs(self, x, t, y, context) -> None:
+    def _checkpointed(self, block_fn):
+        """`block_fn(block, *arrays)` under `nnx.remat` with the net's policy, or as is without remat."""
+        return block_fn if self.remat is None else nnx.remat(block_fn, policy=REMAT_POLICIES[self.remat])
+
+    def _check_inputs(self, x, t, y, context, label_map) -> None:
         d = self.spatial_dims
         if x.ndim != d + 2:
             raise ValueError(f"x must have rank {d + 2} ([B, *spatial, C]) for spatial_dims={d}, got shape {x.shape}")
@@ -268,6 +315,14 @@ class UNet(nnx.Module):
             raise ValueError(f"context is {expected}")
         if context is not None and (context.ndim != 3 or context.shape[0] != batch or context.shape[2] != self.context_dim):
             raise ValueError(f"context must have shape ({batch}, L, {self.context_dim}), got {context.shape}")
+        if (label_map is None) != (self.label_channels is None):
+            expected = "required (the net has label_channels)" if label_map is None else "not accepted"
+            raise ValueError(f"label_map is {expected}")
+        if label_map is not None and (
+            label_map.ndim != d + 2 or label_map.shape[0] != batch or label_map.shape[-1] != self.label_channels
+        ):
+            expected = f"({batch}, *spatial ({d} axes), {self.label_channels})"
+            raise ValueError(f"label_map must have shape {expected}, got {label_map.shape}")
 
 
 def _check_config(
@@ -298,3 +353,14 @@ def _check_config(
         raise ValueError(f"norm_eps must be > 0, got {norm_eps}")
     if time_conditioning not in CONDITIONING_MODES:
         raise ValueError(f"time_conditioning must be one of {CONDITIONING_MODES}, got {time_conditioning!r}")
+
+
+def _remat_policy_name(remat: bool | str) -> str | None:
+    """The `REMAT_POLICIES` key for the `remat` argument (True: "nothing_saveable"), or None for no remat."""
+    if remat is False:
+        return None
+    if remat is True:
+        return "nothing_saveable"
+    if not isinstance(remat, str) or remat not in REMAT_POLICIES:
+        raise ValueError(f"remat must be a bool or one of {tuple(REMAT_POLICIES)}, got {remat!r}")
+    return remat

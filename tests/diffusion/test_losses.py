@@ -58,6 +58,26 @@ def test_simple_loss_of_optimal_model(prediction):
     assert float(metrics["mse"]) == float(loss)
 
 
+def test_l1_loss_of_optimal_model():
+    # loss_type="l1" (ch. 4, Eq. 4.7): the posterior-mean eps predictor errs by N(0, V_t) with
+    # V_t = Var(eps|x_t) = a s2/(a s2 + 1 - a), so its mean absolute error is E_t sqrt(2 V_t / pi).
+    s = vp_schedule(linear_betas(1000))
+    x0 = MU + SIGMA * jax.random.normal(jax.random.key(0), (N, 2))
+    loss, metrics = jax.jit(functools.partial(diffusion_loss, loss_type="l1"), static_argnums=1)(
+        jax.random.key(1), _optimal_model_fn(s, "eps"), x0, s
+    )
+    a = np.asarray(s.alpha_bar, np.float64)[:, None]
+    V = a * SIGMA**2 / (a * SIGMA**2 + 1 - a)  # [T, 2]
+    mean_abs = np.sqrt(2 * V / np.pi)
+    expected = mean_abs.mean()
+    # Per-example loss = mean over 2 dims of |N(0, V_d)|, each with variance V_d (1 - 2/pi).
+    se = np.sqrt(((V * (1 - 2 / np.pi)).sum(1) / 4).mean() + mean_abs.mean(1).var()) / np.sqrt(N)
+    assert abs(float(loss) - expected) < 5 * se, (float(loss), expected, se)
+    assert float(metrics["mae"]) == float(loss) and "mse" not in metrics
+    with pytest.raises(ValueError, match="loss_type"):
+        diffusion_loss(jax.random.key(1), _optimal_model_fn(s, "eps"), x0[:2], s, loss_type="huber")
+
+
 def _hybrid_setup(T=1000, B=4096):
     s = vp_schedule(linear_betas(T))
     k0, k1 = jax.random.split(jax.random.key(2))
