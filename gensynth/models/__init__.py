@@ -45,6 +45,7 @@ from gensynth.models.vector_quantizer import (
 
 __all__ = [
     "PEERS",
+    "REMAT_POLICIES",
     "CodebookState",
     "ConditionalDenoiser",
     "KLAutoencoder",

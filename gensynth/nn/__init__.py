@@ -6,8 +6,18 @@ from gensynth.nn.embeddings import TimestepEmbedding, sinusoidal_embedding
 from gensynth.nn.norms import AdaGroupNorm, GroupNorm, group_norm
 from gensynth.nn.resblock import ResBlock
 from gensynth.nn.spade import SpadeGroupNorm, resize_nearest
+from gensynth.nn.wavelets import (
+    BANDS_2D,
+    BANDS_3D,
+    haar_dwt2,
+    haar_dwt3,
+    haar_idwt2,
+    haar_idwt3,
+)
 
 __all__ = [
+    "BANDS_2D",
+    "BANDS_3D",
     "AdaGroupNorm",
     "CrossAttention",
     "Downsample",
@@ -19,6 +29,10 @@ __all__ = [
     "Upsample",
     "conv",
     "group_norm",
+    "haar_dwt2",
+    "haar_dwt3",
+    "haar_idwt2",
+    "haar_idwt3",
     "resize_nearest",
     "sinusoidal_embedding",
 ]
