@@ -31,7 +31,7 @@ from gensynth.models.text_encoder import (
     save_text_encoder_weights,
 )
 from gensynth.models.tokenizer import Tokenizer
-from gensynth.models.unet import UNet
+from gensynth.models.unet import REMAT_POLICIES, UNet
 from gensynth.models.vector_quantizer import (
     CodebookState,
     VectorQuantizer,
